@@ -74,6 +74,7 @@ def test_docs_build_without_warnings(tmp_path: Path) -> None:
         "--keep-going",
         "-E",
         "-q",
+        "--no-color",
         "-b",
         "html",
         "-d",
