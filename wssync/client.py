@@ -1,0 +1,326 @@
+"""The client: :func:`connect` and :func:`unix_connect`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import ssl as ssl_module
+import time
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from typing import Any, Union
+
+from .connection import Connection
+from .exceptions import InvalidHandshake, InvalidMessage, InvalidStatus, InvalidURI
+from .sansio.extensions.base import ClientExtensionFactory
+from .sansio.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+from .sansio.handshake import USER_AGENT, ClientHandshake
+from .sansio.headers import HeadersLike
+from .sansio.http11 import parse_response
+from .sansio.protocol import Protocol, Side
+from .sansio.uri import WebSocketURI, parse_uri
+
+__all__ = ["ClientConnection", "connect", "reconnect", "unix_connect"]
+
+#: Redirects followed before giving up, as browsers and requests do (they
+#: allow 20 and 30); a WebSocket endpoint rarely needs more than one.
+MAX_REDIRECTS = 10
+
+#: Bytes read per system call while waiting for the handshake response.
+HANDSHAKE_READ_SIZE = 4096
+
+_REDIRECTS = {301, 302, 303, 307, 308}
+
+SSLOption = Union[ssl_module.SSLContext, bool, None]
+
+
+class ClientConnection(Connection):
+    """A connection opened by :func:`connect`."""
+
+
+def connect(
+    uri: str,
+    *,
+    sock: socket.socket | None = None,
+    ssl: SSLOption = None,
+    server_hostname: str | None = None,
+    origin: str | None = None,
+    subprotocols: Sequence[str] | None = None,
+    additional_headers: HeadersLike | None = None,
+    user_agent_header: str | None = USER_AGENT,
+    compression: str | None = "deflate",
+    extensions: Sequence[ClientExtensionFactory] | None = None,
+    open_timeout: float | None = 10,
+    ping_interval: float | None = 20,
+    ping_timeout: float | None = 20,
+    close_timeout: float | None = 10,
+    write_timeout: float | None = None,
+    max_size: int | None = 2**20,
+    max_queue: int | None = 16,
+    logger: logging.Logger | None = None,
+    unix_path: str | os.PathLike[str] | None = None,
+) -> ClientConnection:
+    """Open a WebSocket connection to ``uri``.
+
+    Use the result as a context manager to close it, or call ``close()``::
+
+        with wssync.connect("ws://localhost:8765") as ws:
+            ws.send("Hello world!")
+            print(ws.recv())
+
+    Args:
+        uri: ``ws://`` or ``wss://`` URI.
+        sock: An already connected socket to use instead of opening one.
+        ssl: An :class:`ssl.SSLContext` for ``wss://``; by default (or with
+            ``True``), :func:`ssl.create_default_context` verifies the
+            server's certificate.
+        server_hostname: Host name for SNI and certificate verification,
+            instead of the URI's.
+        origin: ``Origin`` header to send.
+        subprotocols: Subprotocols to offer, by order of preference.
+        additional_headers: Extra request headers.
+        user_agent_header: ``User-Agent`` header value; ``None`` leaves it out.
+        compression: ``"deflate"`` offers permessage-deflate; ``None`` doesn't.
+        extensions: Extension factories to use instead of ``compression``'s.
+        open_timeout: Seconds for TCP, TLS and the WebSocket handshake
+            together (redirects included).
+        ping_interval: Seconds between keepalive pings; ``None`` disables.
+        ping_timeout: Seconds to wait for a keepalive pong; then close 1011.
+        close_timeout: Bound on the closing handshake.
+        write_timeout: Bound on how long a send may wait for a server that
+            doesn't read; then the connection is dropped.
+        max_size: Largest incoming message in bytes (after decompression);
+            ``None`` for no limit. Bigger messages close with 1009.
+        max_queue: Incoming messages buffered before reading pauses.
+        logger: Logger; ``logging.getLogger("wssync.client")`` by default.
+        unix_path: Connect to this Unix socket instead (see :func:`unix_connect`).
+
+    Raises:
+        InvalidURI: ``uri`` isn't a valid WebSocket URI.
+        InvalidHandshake: The server refused or botched the handshake
+            (:exc:`~wssync.InvalidStatus` carries a non-101 response).
+        TimeoutError: The opening handshake took longer than ``open_timeout``.
+        OSError: The connection failed (e.g. :exc:`ConnectionRefusedError`,
+            :exc:`ssl.SSLCertVerificationError`).
+    """
+    if extensions is None:
+        if compression == "deflate":
+            extensions = [ClientPerMessageDeflateFactory()]
+        elif compression is None:
+            extensions = []
+        else:
+            raise ValueError(f"unsupported compression: {compression}")
+    deadline = None if open_timeout is None else time.monotonic() + open_timeout
+    wsuri = parse_uri(uri)
+    if not wsuri.secure and ssl not in (None, False):
+        raise ValueError("ssl is only for wss:// URIs")
+    if logger is None:
+        logger = logging.getLogger("wssync.client")
+
+    for _ in range(MAX_REDIRECTS + 1):
+        if sock is None:
+            connection_socket = _open_socket(wsuri, unix_path, deadline)
+        else:
+            connection_socket, sock = sock, None
+        try:
+            if wsuri.secure:
+                connection_socket = _wrap_tls(
+                    connection_socket, ssl, server_hostname or wsuri.host, deadline
+                )
+            handshake = ClientHandshake(
+                wsuri,
+                origin=origin,
+                extensions=extensions,
+                subprotocols=subprotocols,
+                additional_headers=additional_headers,
+                user_agent_header=user_agent_header,
+            )
+            request = handshake.request()
+            connection_socket.settimeout(_remaining(deadline))
+            connection_socket.sendall(request.serialize())
+            response, leftover = _read_response(connection_socket, deadline)
+            try:
+                accepted_extensions, subprotocol = handshake.process_response(response)
+            except InvalidStatus:
+                location = response.headers.get("Location")
+                if response.status_code not in _REDIRECTS or location is None:
+                    raise
+                wsuri = _redirect(wsuri, location, uri)
+                logger.info("redirected to %s", location)
+                connection_socket.close()
+                continue
+        except socket.timeout as exc:
+            connection_socket.close()
+            raise TimeoutError("timed out during the opening handshake") from exc
+        except BaseException:
+            connection_socket.close()
+            raise
+        protocol = Protocol(
+            Side.CLIENT, extensions=accepted_extensions, max_size=max_size, logger=logger
+        )
+        connection = ClientConnection(
+            connection_socket,
+            protocol,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            close_timeout=close_timeout,
+            write_timeout=write_timeout,
+            max_queue=max_queue,
+            logger=logger,
+        )
+        connection.request = request
+        connection.response = response
+        connection.subprotocol = subprotocol
+        connection._start(leftover)
+        return connection
+    raise InvalidHandshake(f"more than {MAX_REDIRECTS} redirects")
+
+
+def unix_connect(
+    path: str | os.PathLike[str], uri: str = "ws://localhost/", **options: Any
+) -> ClientConnection:
+    """Open a WebSocket connection over the Unix socket ``path``.
+
+    Args:
+        path: The socket's path.
+        uri: The URI for the handshake (its host and path are sent to the
+            server; use ``wss://`` for TLS over the socket).
+        options: As for :func:`connect`.
+    """
+    return connect(uri, unix_path=path, **options)
+
+
+def _remaining(deadline: float | None) -> float | None:
+    if deadline is None:
+        return None
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("timed out during the opening handshake")
+    return remaining
+
+
+def _open_socket(
+    wsuri: WebSocketURI, unix_path: str | os.PathLike[str] | None, deadline: float | None
+) -> socket.socket:
+    if unix_path is not None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(_remaining(deadline))
+            sock.connect(os.fspath(unix_path))
+        except socket.timeout as exc:
+            sock.close()
+            raise TimeoutError("timed out connecting") from exc
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    try:
+        return socket.create_connection((wsuri.host, wsuri.port), _remaining(deadline))
+    except socket.timeout as exc:
+        raise TimeoutError("timed out connecting") from exc
+
+
+def _wrap_tls(
+    sock: socket.socket, ssl: SSLOption, server_hostname: str, deadline: float | None
+) -> ssl_module.SSLSocket:
+    context = ssl if isinstance(ssl, ssl_module.SSLContext) else None
+    if context is None:
+        context = ssl_module.create_default_context()
+    sock.settimeout(_remaining(deadline))
+    return context.wrap_socket(sock, server_hostname=server_hostname)
+
+
+def _read_response(
+    sock: socket.socket, deadline: float | None
+) -> tuple[Any, bytes]:
+    """Read the handshake response; return it with the bytes that followed it."""
+    buffer = bytearray()
+    while True:
+        parsed = parse_response(buffer)
+        if parsed is not None:
+            response, consumed = parsed
+            return response, bytes(buffer[consumed:])
+        sock.settimeout(_remaining(deadline))
+        data = sock.recv(HANDSHAKE_READ_SIZE)
+        if not data:
+            parsed = parse_response(buffer, eof=True)
+            if parsed is None:
+                raise InvalidMessage("connection closed during the opening handshake")
+            return parsed[0], b""
+        buffer += data
+
+
+def _redirect(wsuri: WebSocketURI, location: str, original: str) -> WebSocketURI:
+    # Join as HTTP URLs (urljoin knows their rules), then map back;
+    # a Location may name ws(s):// or http(s):// URLs alike.
+    scheme = "https" if wsuri.secure else "http"
+    base = f"{scheme}://{wsuri.host}:{wsuri.port}{wsuri.resource_name}"
+    for ws_scheme, http_scheme in (("wss://", "https://"), ("ws://", "http://")):
+        if location.startswith(ws_scheme):
+            location = http_scheme + location[len(ws_scheme) :]
+    target = urllib.parse.urljoin(base, location)
+    if target.startswith("http://"):
+        target = "ws://" + target[len("http://") :]
+    elif target.startswith("https://"):
+        target = "wss://" + target[len("https://") :]
+    new = parse_uri(target)
+    if wsuri.secure and not new.secure:
+        raise InvalidURI(original, f"redirect from wss:// to ws:// ({location})")
+    return new
+
+
+#: Back-off of :func:`reconnect`: first delay, growth factor and ceiling in
+#: seconds. A quick first retry covers a server restart; the ceiling keeps a
+#: long outage from turning into hours between attempts.
+BACKOFF_INITIAL = 0.1
+BACKOFF_FACTOR = 1.6
+BACKOFF_MAX = 30.0
+
+
+def reconnect(uri: str, **options: Any) -> Iterator[ClientConnection]:
+    """Yield a fresh connection each time the previous one dropped.
+
+    ::
+
+        for ws in wssync.reconnect("ws://localhost:8765"):
+            try:
+                for message in ws:
+                    process(message)
+            except wssync.ConnectionClosed:
+                continue
+
+    Failed attempts are retried with exponential back-off (with jitter, so
+    that many clients don't come back in step). Errors that retrying can't
+    fix, such as an invalid URI or a 4xx answer other than 429, propagate.
+
+    Args:
+        uri: As for :func:`connect`.
+        options: As for :func:`connect`.
+    """
+    delay = BACKOFF_INITIAL
+    logger = options.get("logger") or logging.getLogger("wssync.client")
+    while True:
+        try:
+            connection = connect(uri, **options)
+        except InvalidURI:
+            raise
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if 400 <= status < 500 and status != 429:
+                raise
+            error: BaseException = exc
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
+            error = exc
+        else:
+            delay = BACKOFF_INITIAL
+            try:
+                yield connection
+            finally:
+                connection.close()
+            continue
+        wait = delay * random.uniform(0.5, 1.5)
+        logger.info("connection failed (%s); retrying in %.1f s", error, wait)
+        time.sleep(wait)
+        delay = min(delay * BACKOFF_FACTOR, BACKOFF_MAX)

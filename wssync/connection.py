@@ -1,0 +1,1002 @@
+"""The blocking, thread-safe WebSocket connection.
+
+Threading model (docs/topics/design.rst tells the why):
+
+* The thread that calls :meth:`Connection.recv` reads the socket itself and
+  parses what it reads: no reader thread, no hand-off per message.
+* When no thread reads, the process-wide watcher (:mod:`wssync.watcher`)
+  reads instead: pings are answered and closes noticed while the
+  application sends, sleeps or computes.
+* Sockets are non-blocking. A read or write that would block polls the
+  socket together with the waiting thread's waker, so :meth:`close`, a
+  keepalive failure or :meth:`ThreadingServer.shutdown` can end any wait.
+
+Lock discipline:
+
+``_lock`` (with the condition ``_cond``)
+    Guards the protocol core, the message queue, the output queue
+    ``_out`` and the role flags below. Held only for computation: never
+    across a system call that may block, never while running user code.
+``_send_lock``
+    Serialises whole outgoing messages so that fragments of two messages
+    never interleave, and makes its holder the only thread writing to the
+    socket. A holder may wait for the socket to become writable, but that
+    wait can be woken and is bounded by ``write_timeout`` and by keepalive.
+    Nobody waits for ``_send_lock`` without a bound: :meth:`close` waits at
+    most ``close_timeout``, the watcher and :func:`broadcast` never wait.
+Roles
+    ``_reader`` is the waker of the thread reading the socket (``None``
+    when no thread reads); exactly one thread may read at a time. The
+    socket is closed by whoever releases the last role after the
+    connection ended, so no thread ever uses a closed file descriptor.
+
+User code runs only in the application's threads; the watcher runs
+nothing but this module's non-blocking callbacks.
+"""
+
+from __future__ import annotations
+
+import codecs
+import collections
+import logging
+import os
+import selectors
+import socket
+import ssl
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Iterable, Iterator
+from typing import Any, Callable, Union
+
+from .exceptions import ConnectionClosed, ConnectionClosedOK
+from .sansio.frames import Opcode
+from .sansio.http11 import Request, Response
+from .sansio.protocol import Protocol, Side, State
+from .waiting import Waker, thread_waker, wait_socket
+from .watcher import get_watcher
+
+__all__ = ["BROADCAST_LIMIT", "Connection", "Data", "broadcast"]
+
+Data = Union[str, bytes]
+
+#: Bytes read per system call. Large enough that a 1 MiB message takes few
+#: reads; the buffer belongs to the reading thread, not to the connection,
+#: so idle connections cost none of it.
+READ_SIZE = 256 * 1024
+
+#: Most buffers handed to one sendmsg() call (POSIX guarantees 16, Linux 1024).
+_IOV_MAX = 16
+
+#: Bookkeeping counted per buffered message, so that a flood of empty
+#: messages is bounded too.
+MESSAGE_OVERHEAD = 64
+
+#: Bytes of buffered messages that pause reading when ``max_size`` is
+#: ``None`` (the default ``max_size``).
+DEFAULT_QUEUE_BYTES = 2**20
+
+_EOF = b""  # marker in the output queue: half-close the socket here
+
+_WANT_READ = (BlockingIOError, ssl.SSLWantReadError)
+_WANT_WRITE = (BlockingIOError, ssl.SSLWantWriteError)
+
+_local = threading.local()
+
+#: Marks the watcher as the holder of a connection's reader role. The watcher
+#: never waits on a socket, so there is nothing to wake.
+_WATCHER = object()
+
+
+def _read_buffer() -> bytearray:
+    try:
+        buffer: bytearray = _local.buffer
+    except AttributeError:
+        buffer = _local.buffer = bytearray(READ_SIZE)
+    return buffer
+
+
+class _Message:
+    """A message being received: its fragments so far."""
+
+    __slots__ = ("chunks", "complete", "size", "taken", "text")
+
+    def __init__(self, text: bool) -> None:
+        self.text = text
+        self.chunks: list[bytes] = []
+        self.complete = False
+        self.size = 0
+        # Taken off the queue by recv_streaming() before its end arrived.
+        self.taken = False
+
+
+def _close_socket(sock: socket.socket) -> None:
+    try:
+        sock.close()
+    except OSError:  # pragma: no cover
+        pass
+
+
+class Connection:
+    """A WebSocket connection, after the opening handshake.
+
+    Not created directly: :func:`~wssync.connect` and the server make them.
+    Use it from any number of threads.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        protocol: Protocol,
+        *,
+        ping_interval: float | None = 20,
+        ping_timeout: float | None = 20,
+        close_timeout: float | None = 10,
+        write_timeout: float | None = None,
+        max_queue: int | None = 16,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.socket = sock
+        self.protocol = protocol
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.close_timeout = close_timeout
+        self.write_timeout = write_timeout
+        self.max_queue = max_queue
+        self.id: uuid.UUID = uuid.uuid4()
+        if logger is None:
+            side = "server" if protocol.side is Side.SERVER else "client"
+            logger = logging.getLogger(f"wssync.{side}")
+        self.logger: logging.Logger = logger
+        self.request: Request | None = None
+        self.response: Response | None = None
+        self.subprotocol: str | None = None
+        try:
+            self.remote_address: Any = sock.getpeername()
+        except OSError:
+            self.remote_address = None
+        try:
+            self.local_address: Any = sock.getsockname()
+        except OSError:  # pragma: no cover
+            self.local_address = None
+        #: Seconds of the last keepalive round trip (0 before any).
+        self.latency: float = 0.0
+
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._send_lock = threading.Lock()
+        self._out: collections.deque[bytes | memoryview] = collections.deque()
+        self._messages: collections.deque[_Message] = collections.deque()
+        self._receiving: _Message | None = None  # message whose fragments arrive
+        self._queued = 0  # bytes + overhead of complete messages in _messages
+        self._pings: dict[bytes, tuple[threading.Event, float]] = {}
+        self._reader: object | None = None  # the reading thread's Waker, or _WATCHER
+        self._writer: Waker | None = None  # the waker of a send waiting on the socket
+        self._fragmenting = False  # a fragmented message is being sent
+        self._want_write = False  # output is left for the watcher to flush
+        self._aborted = False  # the TCP connection was torn down
+        self._closing = False  # close() was called
+        self._socket_closed = False
+        self._close_when_idle = False  # close the socket when roles are free
+        self._watcher = get_watcher()
+        self._finalizer = weakref.finalize(self, _close_socket, sock)
+
+    def _start(self, leftover: bytes = b"") -> None:
+        """Go live once the opening handshake is done.
+
+        Args:
+            leftover: Bytes read after the handshake response or request:
+                the first frames, if the peer didn't wait.
+        """
+        sock = self.socket
+        sock.setblocking(False)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Frames are written whole; Nagle's algorithm would only delay them.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._started = True
+        if leftover:
+            self._receive(memoryview(leftover))
+        self._watcher.refresh(self)
+        if self.ping_interval is not None:
+            self._watcher.call_at(
+                time.monotonic() + self.ping_interval, self._keepalive
+            )
+
+    # ------------------------------------------------------------------ state
+
+    _started = False
+
+    @property
+    def state(self) -> State:
+        """The connection's :class:`~wssync.State`."""
+        return self.protocol.state if self._started else State.CONNECTING
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code (RFC 6455 §7.1.5), ``None`` until the connection is closed."""
+        return self.protocol.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason (RFC 6455 §7.1.6), ``None`` until the connection is closed."""
+        return self.protocol.close_reason
+
+    @property
+    def path(self) -> str:
+        """The path of the handshake request."""
+        return "" if self.request is None else self.request.path
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {self.state.name} "
+            f"local={self.local_address!r} remote={self.remote_address!r} "
+            f"id={self.id}>"
+        )
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[Data]:
+        """Yield messages until the peer closes; stop quietly on a normal close."""
+        try:
+            while True:
+                yield self.recv()
+        except ConnectionClosedOK:
+            return
+
+    # -------------------------------------------------------------- receiving
+
+    def recv(self, timeout: float | None = None, decode: bool | None = None) -> Data:
+        """Receive the next message.
+
+        Args:
+            timeout: Seconds to wait; ``None`` waits as long as it takes.
+            decode: ``False`` returns text messages as bytes, ``True``
+                decodes binary messages as UTF-8; ``None`` returns text as
+                ``str`` and binary as ``bytes``.
+
+        Returns:
+            The message.
+
+        Raises:
+            TimeoutError: Nothing arrived in time; the connection stays usable.
+            ConnectionClosed: The connection is closed (after the messages
+                received before the close were returned).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        message = self._next_message(deadline, complete=True)
+        data = message.chunks[0] if len(message.chunks) == 1 else b"".join(message.chunks)
+        if message.text if decode is None else decode:
+            return data.decode()
+        return data
+
+    def recv_streaming(self, decode: bool | None = None) -> Iterator[Data]:
+        """Yield the fragments of the next message as they arrive.
+
+        Args:
+            decode: As for :meth:`recv`.
+
+        Raises:
+            ConnectionClosed: The connection closed before or during the message.
+        """
+        message = self._next_message(None, complete=False)
+        text = message.text if decode is None else decode
+        decoder = codecs.getincrementaldecoder("utf-8")() if text else None
+        index = 0
+        while True:
+            with self._lock:
+                chunks = message.chunks[index:]
+                index += len(chunks)
+                complete = message.complete and index == len(message.chunks)
+            for chunk in chunks:
+                yield decoder.decode(chunk) if decoder is not None else chunk
+            if complete:
+                if decoder is not None:
+                    decoder.decode(b"", final=True)
+                return
+            self._wait_for(lambda: len(message.chunks) > index or message.complete)
+
+    def _next_message(self, deadline: float | None, *, complete: bool) -> _Message:
+        """Take the next message off the queue, reading the socket as needed."""
+        while True:
+            with self._lock:
+                while True:
+                    if self._messages and (complete is False or self._messages[0].complete):
+                        was_paused = self._paused()
+                        message = self._messages.popleft()
+                        if message.complete:
+                            self._queued -= message.size + MESSAGE_OVERHEAD
+                        else:
+                            message.taken = True
+                        if was_paused:
+                            self._watcher.refresh(self, lazy=True)
+                        return message
+                    if self._finished():
+                        raise self._closed_exception()
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise TimeoutError("timed out waiting for a message")
+                    if self._reader is None:
+                        waker = self._reader = thread_waker()
+                        break
+                    # Another thread reads: it notifies when it is done.
+                    self._cond.wait(remaining)
+            try:
+                self._read(waker, deadline)
+            finally:
+                self._release_reader()
+
+    def _wait_for(self, ready: Callable[[], bool], deadline: float | None = None) -> None:
+        """Read or wait until ``ready()`` holds (checked under the lock).
+
+        Raises:
+            ConnectionClosed: The connection ended first.
+            TimeoutError: The deadline passed first.
+        """
+        while True:
+            with self._lock:
+                while True:
+                    if ready():
+                        return
+                    if self._finished():
+                        raise self._closed_exception()
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise TimeoutError("timed out")
+                    if self._reader is None:
+                        waker = self._reader = thread_waker()
+                        break
+                    self._cond.wait(remaining)
+            try:
+                self._read(waker, deadline)
+            finally:
+                self._release_reader()
+
+    def _read(self, waker: Waker, deadline: float | None) -> None:
+        """Read once from the socket (waiting for data if needed) and process it.
+
+        Called by the thread holding the reader role. Returns after one read,
+        a time-out or a wake-up; the caller checks which.
+        """
+        sock = self.socket
+        buffer = _read_buffer()
+        while True:
+            if self._aborted:
+                return
+            try:
+                n = sock.recv_into(buffer)
+            except _WANT_READ:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return
+                if not wait_socket(sock, False, remaining, waker):
+                    return
+                continue
+            except ssl.SSLWantWriteError:  # pragma: no cover - TLS renegotiation
+                wait_socket(sock, True, None, waker)
+                continue
+            except OSError as exc:
+                self._receive(None, exc)
+                return
+            self._receive(memoryview(buffer)[:n] if n else None)
+            return
+
+    def _receive(self, data: memoryview | None, error: BaseException | None = None) -> None:
+        """Feed bytes (or the end of the stream) to the core and act on the events."""
+        with self._lock:
+            if self._aborted:
+                return
+            if data is None:
+                if error is not None and self.logger.isEnabledFor(logging.DEBUG):
+                    self.logger.debug("connection lost: %r", error)
+                self.protocol.receive_eof()
+            else:
+                self.protocol.receive_data(data)
+            self._dispatch()
+            output = self._take_output()
+        if output:
+            self._flush_nowait()
+
+    def _dispatch(self) -> None:
+        """Handle the events the core produced. Called with the lock held."""
+        for frame in self.protocol.events_received():
+            opcode = frame.opcode
+            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+                message = _Message(opcode is Opcode.TEXT)
+                message.chunks.append(frame.data)
+                message.size = len(frame.data)
+                self._messages.append(message)
+                if frame.fin:
+                    message.complete = True
+                    self._queued += message.size + MESSAGE_OVERHEAD
+                else:
+                    self._receiving = message
+            elif opcode is Opcode.CONT:
+                receiving = self._receiving
+                if receiving is None:  # pragma: no cover - the core forbids it
+                    continue
+                receiving.chunks.append(frame.data)
+                receiving.size += len(frame.data)
+                if frame.fin:
+                    receiving.complete = True
+                    self._receiving = None
+                    if not receiving.taken:
+                        self._queued += receiving.size + MESSAGE_OVERHEAD
+            elif opcode is Opcode.PONG:
+                self._acknowledge_pings(frame.data)
+        self._cond.notify_all()
+
+    def _paused(self) -> bool:
+        """Whether the watcher must stop reading for now (back-pressure).
+
+        Reading pauses once ``max_queue`` messages wait *and* they hold at
+        least ``max_size`` bytes: a slow application with many small
+        messages keeps its connection alive (pings get answered) while the
+        memory held stays bounded.
+        """
+        if self.max_queue is None:
+            return False
+        limit = self.protocol.max_size or DEFAULT_QUEUE_BYTES
+        return len(self._messages) >= self.max_queue and self._queued >= limit
+
+    def _finished(self) -> bool:
+        """Whether nothing more can be received. Called with the lock held."""
+        return self._aborted or self.protocol.state is State.CLOSED
+
+    def _closed_exception(self) -> ConnectionClosed:
+        exc = self.protocol.close_exc()
+        if self.protocol.failure is not None:
+            exc.__cause__ = self.protocol.failure
+        return exc
+
+    def _release_reader(self) -> None:
+        with self._lock:
+            self._reader = None
+            self._cond.notify_all()
+            release = self._close_when_idle
+        if release:
+            self._release_socket()
+        else:
+            self._watcher.refresh(self, lazy=True)
+
+    # ---------------------------------------------------------------- watcher
+
+    def watch_socket(self) -> socket.socket:
+        """The socket, for the watcher."""
+        return self.socket
+
+    def watch_events(self) -> int:
+        """The selector events the watcher should wait for on this connection."""
+        with self._lock:
+            if self._socket_closed or self._aborted:
+                return 0
+            events = 0
+            if (
+                self._reader is None
+                and self.protocol.state is not State.CLOSED
+                and not self._paused()
+            ):
+                events |= selectors.EVENT_READ
+            if self._want_write:
+                events |= selectors.EVENT_WRITE
+            return events
+
+    def on_readable(self) -> None:
+        """Read without blocking, in the watcher thread."""
+        with self._lock:
+            if self._reader is not None or self._socket_closed or self._finished():
+                return
+            self._reader = _WATCHER
+        try:
+            sock = self.socket
+            buffer = _read_buffer()
+            while True:
+                try:
+                    n = sock.recv_into(buffer)
+                except _WANT_READ:
+                    break
+                except OSError as exc:
+                    self._receive(None, exc)
+                    break
+                self._receive(memoryview(buffer)[:n] if n else None)
+                # Decrypted bytes may wait inside the TLS object, invisible
+                # to the selector.
+                if not n or not isinstance(sock, ssl.SSLSocket) or not sock.pending():
+                    break
+        finally:
+            with self._lock:
+                self._reader = None
+                self._cond.notify_all()
+                release = self._close_when_idle
+            if release:
+                self._release_socket()
+
+    def on_writable(self) -> None:
+        """Flush pending output without blocking, in the watcher thread."""
+        self._flush_nowait()
+
+    # ---------------------------------------------------------------- sending
+
+    def send(self, message: Data | Iterable[Data], text: bool | None = None) -> None:
+        """Send a message.
+
+        Args:
+            message: ``str`` is sent as a text frame, bytes-like as a binary
+                frame; an iterable of ``str`` or bytes-like is sent as one
+                fragmented message.
+            text: ``True`` sends bytes (already UTF-8) as text, ``False``
+                sends a ``str`` as binary.
+
+        Raises:
+            ConnectionClosed: The connection is closed.
+            TypeError: The message has an unsupported type.
+        """
+        if isinstance(message, (str, bytes, bytearray, memoryview)):
+            is_text, data = self._encode(message, text)
+            self._send_lock.acquire()
+            try:
+                with self._lock:
+                    self._check_open()
+                    if is_text:
+                        self.protocol.send_text(data)
+                    else:
+                        self.protocol.send_binary(data)
+                    self._take_output()
+                self._flush()
+            finally:
+                self._send_lock.release()
+                self._after_send()
+        elif isinstance(message, Iterable):
+            self._send_fragments(iter(message), text)
+        else:
+            raise TypeError(f"message has unsupported type {type(message).__name__}")
+
+    def _send_fragments(self, chunks: Iterator[Data], text: bool | None) -> None:
+        try:
+            first = next(chunks)
+        except StopIteration:
+            return
+        is_text, data = self._encode(first, text)
+        self._send_lock.acquire()
+        try:
+            with self._lock:
+                self._check_open()
+                self._fragmenting = True
+                if is_text:
+                    self.protocol.send_text(data, fin=False)
+                else:
+                    self.protocol.send_binary(data, fin=False)
+                self._take_output()
+            self._flush()
+            for chunk in chunks:
+                chunk_is_text, data = self._encode(chunk, text)
+                if chunk_is_text != is_text:
+                    raise TypeError("all fragments of a message must have the same type")
+                with self._lock:
+                    self._check_open()
+                    self.protocol.send_continuation(data, fin=False)
+                    self._take_output()
+                self._flush()
+            with self._lock:
+                self._check_open()
+                self.protocol.send_continuation(b"", fin=True)
+                self._take_output()
+                self._fragmenting = False
+            self._flush()
+        except BaseException:
+            with self._lock:
+                unfinished = self._fragmenting
+                self._fragmenting = False
+                if unfinished and self.protocol.state is State.OPEN:
+                    # The peer would wait for the end of the message forever:
+                    # fail the connection (RFC 6455 §7.1.7).
+                    self.protocol.fail(1011, "sending a fragmented message failed")
+                    self._take_output()
+            raise
+        finally:
+            self._send_lock.release()
+            self._after_send()
+
+    @staticmethod
+    def _encode(message: object, text: bool | None) -> tuple[bool, bytes]:
+        if isinstance(message, str):
+            return text is not False, message.encode()
+        if isinstance(message, (bytes, bytearray, memoryview)):
+            return bool(text), message  # type: ignore[return-value]
+        raise TypeError(f"message has unsupported type {type(message).__name__}")
+
+    def _check_open(self) -> None:
+        """Raise if messages can't be sent. Called with the lock held."""
+        if self.protocol.state is not State.OPEN or self._aborted:
+            raise self._closed_exception()
+
+    def _take_output(self) -> int:
+        """Move the core's output to the output queue. Called with the lock held."""
+        chunks = self.protocol.data_to_send()
+        self._out.extend(chunks)
+        return len(chunks)
+
+    def _flush(self, deadline: float | None = None) -> None:
+        """Write the whole output queue, waiting for the socket as needed.
+
+        The caller holds ``_send_lock``.
+
+        Args:
+            deadline: When to give up with :exc:`TimeoutError`, leaving the
+                rest queued. Without it, ``write_timeout`` bounds the wait and
+                running out of it drops the connection.
+
+        Raises:
+            ConnectionClosedError: The connection broke or was dropped.
+            TimeoutError: ``deadline`` passed.
+        """
+        write_deadline = None
+        if deadline is None and self.write_timeout is not None:
+            write_deadline = deadline = time.monotonic() + self.write_timeout
+        while True:
+            blocked = self._flush_once()
+            with self._lock:
+                if self._aborted or self._socket_closed:
+                    if self._out:
+                        raise self._closed_exception()
+                    return
+                if not blocked:
+                    if not self._out:
+                        return
+                    continue
+                waker = self._writer = thread_waker()
+            try:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    if deadline is write_deadline:
+                        error = TimeoutError("timed out writing to the peer")
+                        self._abort(error)
+                        raise self._closed_exception() from error
+                    raise TimeoutError("timed out writing to the peer")
+                wait_socket(self.socket, True, remaining, waker)
+            finally:
+                with self._lock:
+                    self._writer = None
+
+    def _flush_once(self) -> bool:
+        """Write without waiting; return whether the socket was full.
+
+        The caller holds ``_send_lock``.
+        """
+        sock = self.socket
+        while True:
+            with self._lock:
+                if not self._out or self._aborted or self._socket_closed:
+                    return False
+                chunks = list(self._out) if len(self._out) > 1 else [self._out[0]]
+            try:
+                if chunks[0] is _EOF:
+                    with self._lock:
+                        self._out.popleft()
+                    sock.shutdown(socket.SHUT_WR)
+                    continue
+                sent = self._write(sock, chunks)
+            except _WANT_WRITE:
+                return True
+            except OSError as exc:
+                self._abort(exc)
+                return False
+            with self._lock:
+                out = self._out
+                while sent:
+                    head = out[0]
+                    if sent >= len(head):
+                        sent -= len(head)
+                        out.popleft()
+                    else:
+                        out[0] = memoryview(head)[sent:]
+                        return True
+
+    @staticmethod
+    def _write(sock: socket.socket, chunks: list[bytes | memoryview]) -> int:
+        """Write some of ``chunks`` with one system call; return the bytes written."""
+        if len(chunks) == 1:
+            return sock.send(chunks[0])
+        if _EOF in chunks:
+            chunks = chunks[: chunks.index(_EOF)]
+        if isinstance(sock, ssl.SSLSocket) or not hasattr(sock, "sendmsg"):
+            return sock.send(b"".join(chunks))
+        # Header and payload leave in one system call, without a copy.
+        return sock.sendmsg(chunks[:_IOV_MAX])
+
+    def _flush_nowait(self) -> None:
+        """Write what can be written without blocking; never waits for a lock.
+
+        If another thread holds ``_send_lock``, it writes the queue before
+        letting go and looks at it again after (``_after_send``).
+        """
+        while self._send_lock.acquire(blocking=False):
+            try:
+                blocked = self._flush_once()
+            finally:
+                self._send_lock.release()
+            with self._lock:
+                pending = bool(self._out) and not self._aborted and not self._socket_closed
+                want_write = blocked and pending
+                changed = want_write != self._want_write
+                self._want_write = want_write
+                release = self._close_when_idle
+            if changed:
+                self._watcher.refresh(self)
+            if release:
+                self._release_socket()
+            if blocked or not pending:
+                return
+
+    def _after_send(self) -> None:
+        """Look at the output queue again after letting go of ``_send_lock``."""
+        if self._out:
+            self._flush_nowait()
+        elif self._close_when_idle:
+            self._release_socket()
+
+    def _broadcast(self, is_text: bool, data: bytes, limit: int) -> None:
+        """Queue a message and write what can be written now; see :func:`broadcast`."""
+        with self._lock:
+            if self.protocol.state is not State.OPEN or self._aborted:
+                return
+            if self._fragmenting:
+                reason = "it is sending a fragmented message"
+            elif sum(map(len, self._out)) > limit:
+                reason = "its peer isn't reading"
+            else:
+                if is_text:
+                    self.protocol.send_text(data)
+                else:
+                    self.protocol.send_binary(data)
+                self._take_output()
+                reason = ""
+        if reason:
+            self.logger.warning("skipped broadcast to %s: %s", self.id, reason)
+            return
+        self._flush_nowait()
+
+    # ------------------------------------------------------------ ping / pong
+
+    def ping(self, data: Data | None = None) -> threading.Event:
+        """Send a ping.
+
+        Args:
+            data: Payload; four random bytes by default. Text is UTF-8 encoded.
+
+        Returns:
+            An event that is set when the matching pong arrives (a pong also
+            acknowledges every earlier ping).
+
+        Raises:
+            ConnectionClosed: The connection is closed.
+            RuntimeError: A ping with the same payload is already waiting.
+        """
+        if data is None:
+            payload = os.urandom(4)
+        else:
+            payload = data.encode() if isinstance(data, str) else bytes(data)
+        event = threading.Event()
+        self._send_lock.acquire()
+        try:
+            with self._lock:
+                self._check_open()
+                self._register_ping(payload, event)
+                self.protocol.send_ping(payload)
+                self._take_output()
+            self._flush()
+        finally:
+            self._send_lock.release()
+            self._after_send()
+        return event
+
+    def _register_ping(self, payload: bytes, event: threading.Event) -> None:
+        if payload in self._pings:
+            raise RuntimeError("already waiting for a pong with the same data")
+        self._pings[payload] = (event, time.monotonic())
+
+    def _acknowledge_pings(self, payload: bytes) -> None:
+        """Set the events of the ping matching ``payload`` and of all earlier ones."""
+        if payload not in self._pings:
+            return
+        now = time.monotonic()
+        for key in list(self._pings):
+            event, sent_at = self._pings.pop(key)
+            event.set()
+            if key == payload:
+                if key == self._keepalive_payload:
+                    self.latency = now - sent_at
+                break
+
+    def pong(self, data: Data = b"") -> None:
+        """Send an unsolicited pong (a unidirectional heartbeat).
+
+        Raises:
+            ConnectionClosed: The connection is closed.
+        """
+        payload = data.encode() if isinstance(data, str) else bytes(data)
+        self._send_lock.acquire()
+        try:
+            with self._lock:
+                self._check_open()
+                self.protocol.send_pong(payload)
+                self._take_output()
+            self._flush()
+        finally:
+            self._send_lock.release()
+            self._after_send()
+
+    def _keepalive(self) -> None:
+        """Send a keepalive ping; runs in the watcher thread, never blocks."""
+        if self.ping_interval is None:
+            return
+        payload = os.urandom(4)
+        event = threading.Event()
+        with self._lock:
+            if self.protocol.state is not State.OPEN or self._aborted:
+                return
+            self._register_ping(payload, event)
+            self._keepalive_payload = payload
+            self.protocol.send_ping(payload)
+            self._take_output()
+        self._flush_nowait()
+        now = time.monotonic()
+        if self.ping_timeout is not None:
+            self._watcher.call_at(now + self.ping_timeout, lambda: self._check_pong(event))
+        self._watcher.call_at(now + self.ping_interval, self._keepalive)
+
+    _keepalive_payload = b""
+
+    def _check_pong(self, event: threading.Event) -> None:
+        if event.is_set() or self._finished_unlocked():
+            return
+        self.logger.info("keepalive ping timeout; closing connection")
+        self._fail(1011, "keepalive ping timeout")
+
+    def _finished_unlocked(self) -> bool:
+        with self._lock:
+            return self._finished()
+
+    # ---------------------------------------------------------------- closing
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Perform the closing handshake and close the TCP connection.
+
+        Waits at most ``close_timeout`` for the handshake, then drops the
+        connection. Idempotent and safe from any thread; threads blocked in
+        :meth:`recv` get :exc:`~wssync.ConnectionClosedOK`.
+
+        Args:
+            code: The close code.
+            reason: The close reason.
+        """
+        deadline = (
+            None if self.close_timeout is None else time.monotonic() + self.close_timeout
+        )
+        with self._lock:
+            if self.protocol.state is State.OPEN and not self._aborted:
+                # RFC 6455 §5.4: a close frame may come between the fragments
+                # of a message another thread is sending.
+                self.protocol.send_close(code, reason)
+                self._take_output()
+        try:
+            self._flush_for_close(deadline)
+            self._wait_for(self._finished, deadline)
+        except (ConnectionClosed, TimeoutError):
+            pass
+        finally:
+            with self._lock:
+                finished = self._finished()
+            if not finished:
+                self._abort(None)
+            self._release_socket()
+
+    def _close_nowait(self, code: int, reason: str) -> None:
+        """Start the closing handshake without waiting (for server shutdown)."""
+        with self._lock:
+            if self.protocol.state is State.OPEN and not self._aborted:
+                self.protocol.send_close(code, reason)
+                self._take_output()
+        self._flush_nowait()
+
+    def _wait_finished(self, deadline: float) -> None:
+        """Wait until the connection ends, or drop it at ``deadline``.
+
+        Doesn't read: the handler's thread or the watcher does.
+        """
+        with self._lock:
+            while not self._finished():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            finished = self._finished()
+        if not finished:
+            self._abort(None)
+
+    def _flush_for_close(self, deadline: float | None) -> None:
+        timeout = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+        if not self._send_lock.acquire(timeout=timeout):
+            # Another thread's send is stuck on a peer that stopped reading.
+            raise TimeoutError("timed out sending the close frame")
+        try:
+            self._flush(deadline)
+        finally:
+            self._send_lock.release()
+            self._after_send()
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455 §7.1.7) and drop it; never blocks."""
+        with self._lock:
+            if self.protocol.state is State.OPEN and not self._aborted:
+                self.protocol.fail(code, reason)
+                self._take_output()
+        self._flush_nowait()
+        self._abort(None)
+
+    def _abort(self, error: BaseException | None) -> None:
+        """Tear down the TCP connection and wake every thread waiting on it."""
+        with self._lock:
+            if self._aborted:
+                return
+            self._aborted = True
+            if self.protocol.state is not State.CLOSED:
+                self.protocol.receive_eof()
+                self.protocol.events_received()
+                self.protocol.data_to_send()
+            reader, writer = self._reader, self._writer
+            self._cond.notify_all()
+        if error is not None and self.logger.isEnabledFor(logging.DEBUG):
+            self.logger.debug("connection dropped: %r", error)
+        try:
+            self.socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        for waker in (reader, writer):
+            if isinstance(waker, Waker):
+                waker.wake()
+        self._watcher.refresh(self)
+
+    def _release_socket(self) -> None:
+        """Close the socket now, or as soon as no thread reads or writes it."""
+        with self._lock:
+            if self._socket_closed:
+                return
+            if self._reader is not None or self._send_lock.locked():
+                self._close_when_idle = True
+                return
+            # Writers check this flag under the lock before each write.
+            self._socket_closed = True
+        self._finalizer()
+        self._watcher.refresh(self)
+
+
+#: Unsent bytes beyond which :func:`broadcast` considers a peer stalled and
+#: skips it: enough to ride out a busy moment of a healthy peer, small
+#: enough that a thousand stalled peers cost a bounded amount of memory.
+BROADCAST_LIMIT = 2**20
+
+
+def broadcast(
+    connections: Iterable[Connection], message: Data, *, limit: int = BROADCAST_LIMIT
+) -> None:
+    """Send a message to many connections without ever waiting for one.
+
+    Each connection gets the message unless it is closed, is in the middle
+    of sending a fragmented message, or has more than ``limit`` bytes of
+    earlier output that its peer hasn't read yet: a peer that stopped
+    reading is skipped (and logged), never waited for. The frame is built
+    and compressed per connection, since compression contexts differ.
+
+    Args:
+        connections: The connections.
+        message: Text or bytes.
+        limit: Unsent bytes beyond which a connection is skipped.
+    """
+    is_text, data = Connection._encode(message, None)
+    for connection in connections:
+        connection._broadcast(is_text, data, limit)

@@ -1,0 +1,609 @@
+"""The threaded server: :class:`ThreadingServer`, :func:`serve` and :func:`unix_serve`.
+
+One thread per connection runs the handler, a plain function. The accept
+loop waits on the listening socket and a waker, so :meth:`shutdown` ends it
+at once from any thread: no polling interval, unlike :mod:`socketserver`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hmac
+import inspect
+import logging
+import os
+import re
+import socket
+import ssl as ssl_module
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, Callable, Union
+
+from .connection import Connection
+from .exceptions import InvalidHandshake, InvalidMessage
+from .sansio.extensions.base import ServerExtensionFactory
+from .sansio.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from .sansio.handshake import USER_AGENT, ServerHandshake
+from .sansio.headers import build_www_authenticate_basic, parse_authorization_basic
+from .sansio.http11 import Request, Response, parse_request
+from .sansio.protocol import Protocol, Side, State
+from .waiting import Waker, wait_socket
+
+__all__ = [
+    "ServerConnection",
+    "ThreadingServer",
+    "basic_auth",
+    "serve",
+    "unix_serve",
+]
+
+Handler = Callable[..., Any]
+ProcessRequest = Callable[["ServerConnection", Request], Union[Response, None]]
+ProcessResponse = Callable[["ServerConnection", Request, Response], Union[Response, None]]
+Origin = Union[str, "re.Pattern[str]", None]
+
+#: Bytes read per system call during the opening handshake: small, so that
+#: an oversized request is refused after at most this much beyond the limit.
+HANDSHAKE_READ_SIZE = 4096
+
+
+class ServerConnection(Connection):
+    """A connection accepted by a :class:`ThreadingServer`.
+
+    ``username`` is set by :func:`basic_auth` when it lets a request in.
+    """
+
+    username: str | None = None
+
+    def __init__(self, sock: socket.socket, server: ThreadingServer, **options: Any) -> None:
+        max_size = options.pop("max_size")
+        # A placeholder core until the handshake tells which extensions apply.
+        super().__init__(sock, Protocol(Side.SERVER, max_size=max_size), **options)
+        self.server = server
+        self._max_size = max_size
+        select = None
+        chooser = server.select_subprotocol
+        if chooser is not None:
+
+            def select(subprotocols: Sequence[str]) -> str | None:
+                return chooser(self, subprotocols)
+
+        self._handshake = ServerHandshake(
+            origins=server.origins,
+            extensions=server._extensions,
+            subprotocols=server.subprotocols,
+            select_subprotocol=select,
+            server_header=server.server_header,
+        )
+
+    def respond(self, status: int, text: str) -> Response:
+        """Build a ``text/plain`` HTTP response, e.g. in ``process_request``.
+
+        Its headers can be changed before returning it (say, to
+        ``text/html``).
+
+        Args:
+            status: The HTTP status code.
+            text: The body.
+        """
+        return self._handshake.reject(status, text)
+
+    def _open(self, deadline: float) -> bool:
+        """Run the opening handshake; return whether the connection is open.
+
+        On failure the HTTP response has been sent and the caller closes
+        the socket.
+        """
+        sock = self.socket
+        buffer = bytearray()
+        while True:
+            try:
+                parsed = parse_request(buffer)
+            except InvalidMessage as exc:
+                self.logger.info("invalid handshake request: %s", exc)
+                self._send_response(self._handshake.reject(exc.status_code, f"{exc}\n"))
+                return False
+            if parsed is not None:
+                break
+            sock.settimeout(max(0.0, deadline - time.monotonic()))
+            data = sock.recv(HANDSHAKE_READ_SIZE)
+            if not data:
+                # RFC 9112 §9.6: nothing to answer once the client left.
+                self.logger.debug("connection closed before the handshake request")
+                return False
+            buffer += data
+        request, consumed = parsed
+        self.request = request
+
+        server = self.server
+        if server.max_connections is not None and (
+            len(server.connections) >= server.max_connections
+        ):
+            response = self.respond(503, "Too many connections; try again later.\n")
+            response.headers["Retry-After"] = "10"
+            self._send_response(response)
+            return False
+        if server.process_request is not None:
+            early = server.process_request(self, request)
+            if early is not None:
+                self._send_response(early)
+                return False
+        accepted = self._handshake.accept(request)
+        response = accepted.response
+        if accepted.error is not None:
+            self.logger.info("invalid handshake: %s", accepted.error)
+        elif server.process_response is not None:
+            replacement = server.process_response(self, request, response)
+            if replacement is not None:
+                response = replacement
+        self._send_response(response)
+        if response.status_code != 101:
+            return False
+        self.protocol = Protocol(
+            Side.SERVER,
+            extensions=accepted.extensions,
+            max_size=self._max_size,
+            logger=self.logger,
+        )
+        self.subprotocol = accepted.subprotocol
+        self._start(bytes(buffer[consumed:]))
+        return True
+
+    def _send_response(self, response: Response) -> None:
+        if "Date" not in response.headers:
+            response.headers["Date"] = email.utils.formatdate(usegmt=True)
+        self.response = response
+        self.socket.sendall(response.serialize())
+        self.logger.log(
+            logging.INFO if response.status_code == 101 else logging.DEBUG,
+            '%s "%s %s" %d',
+            _format_address(self.remote_address),
+            self.request.method if self.request else "-",
+            self.request.path if self.request else "-",
+            response.status_code,
+        )
+
+
+def _format_address(address: Any) -> str:
+    if isinstance(address, tuple):
+        return f"{address[0]}:{address[1]}"
+    return str(address or "unix")
+
+
+class ThreadingServer:
+    """A WebSocket server running each connection's handler in its own thread.
+
+    Bound and listening when created; :meth:`serve_forever` or :meth:`start`
+    accept connections. :func:`serve` and :func:`unix_serve` are the usual
+    way to make one; they take the same arguments.
+
+    Args:
+        handler: Called with the :class:`ServerConnection` (and, if it takes
+            two positional parameters, the request path) for each connection.
+        host: Interface to listen on; ``None`` listens on all of them.
+        port: TCP port; 0 picks a free one (see :attr:`port`).
+        sock: An already bound and listening socket to use instead.
+        unix_path: A Unix socket path to listen on instead of TCP.
+        ssl: A server-side :class:`ssl.SSLContext` for ``wss://``.
+        origins: Acceptable ``Origin`` values (strings or compiled regexes;
+            ``None`` in the list accepts requests without one); others get
+            403.
+        subprotocols: Supported subprotocols, by order of preference.
+        select_subprotocol: ``(connection, subprotocols) -> str | None`` to
+            choose the subprotocol instead.
+        compression: ``"deflate"`` (permessage-deflate) or ``None``.
+        extensions: Extension factories to use instead of ``compression``'s.
+        process_request: ``(connection, request) -> Response | None``; a
+            response is sent instead of the handshake.
+        process_response: ``(connection, request, response) -> Response | None``
+            to inspect or replace the handshake response.
+        server_header: ``Server`` header value; ``None`` leaves it out.
+        open_timeout: Seconds for the TLS and WebSocket handshakes; slower
+            clients are dropped.
+        ping_interval: Seconds between keepalive pings; ``None`` disables.
+        ping_timeout: Seconds to wait for a keepalive pong; then close 1011.
+        close_timeout: Bound on the closing handshake, and on joining
+            handler threads at shutdown.
+        write_timeout: Bound on how long a send may wait for a peer that
+            doesn't read; then the connection is dropped. ``None``: keepalive
+            bounds it.
+        max_size: Largest incoming message in bytes (after decompression);
+            ``None`` for no limit. Bigger messages close with 1009.
+        max_queue: Incoming messages buffered before reading pauses.
+        max_connections: Above this many open connections, handshakes get 503.
+        backlog: Listen backlog.
+        logger: Logger; ``logging.getLogger("wssync.server")`` by default.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        sock: socket.socket | None = None,
+        unix_path: str | os.PathLike[str] | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+        origins: Sequence[Origin] | None = None,
+        subprotocols: Sequence[str] | None = None,
+        select_subprotocol: Callable[[ServerConnection, Sequence[str]], str | None]
+        | None = None,
+        compression: str | None = "deflate",
+        extensions: Sequence[ServerExtensionFactory] | None = None,
+        process_request: ProcessRequest | None = None,
+        process_response: ProcessResponse | None = None,
+        server_header: str | None = USER_AGENT,
+        open_timeout: float | None = 10,
+        ping_interval: float | None = 20,
+        ping_timeout: float | None = 20,
+        close_timeout: float | None = 10,
+        write_timeout: float | None = None,
+        max_size: int | None = 2**20,
+        max_queue: int | None = 16,
+        max_connections: int | None = None,
+        backlog: int = 128,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.handler = handler
+        self._pass_path = _takes_path(handler)
+        if extensions is None:
+            if compression == "deflate":
+                extensions = [ServerPerMessageDeflateFactory()]
+            elif compression is None:
+                extensions = []
+            else:
+                raise ValueError(f"unsupported compression: {compression}")
+        self._extensions = list(extensions)
+        self.ssl = ssl
+        self.origins = origins
+        self.subprotocols = subprotocols
+        self.select_subprotocol = select_subprotocol
+        self.process_request = process_request
+        self.process_response = process_response
+        self.server_header = server_header
+        self.open_timeout = open_timeout
+        self.close_timeout = close_timeout
+        self.max_connections = max_connections
+        self.logger = logger or logging.getLogger("wssync.server")
+        self._options: dict[str, Any] = {
+            "ping_interval": ping_interval,
+            "ping_timeout": ping_timeout,
+            "close_timeout": close_timeout,
+            "write_timeout": write_timeout,
+            "max_size": max_size,
+            "max_queue": max_queue,
+            "logger": self.logger,
+        }
+
+        if sock is None:
+            if unix_path is not None:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    sock.bind(os.fspath(unix_path))
+                    sock.listen(backlog)
+                except BaseException:
+                    sock.close()
+                    raise
+            else:
+                sock = _bind(host, port, backlog)
+        self.socket: socket.socket = sock
+        sock.setblocking(False)
+        self._waker = Waker()
+        self._lock = threading.Lock()
+        self._connections: set[ServerConnection] = set()
+        self._opening: set[socket.socket] = set()
+        self._threads: set[threading.Thread] = set()
+        self._shutdown_requested = False
+        self._serving = threading.Event()
+        self._stopped = threading.Event()
+        self._stopped.set()
+        self._background: threading.Thread | None = None
+
+    # ------------------------------------------------------------ addresses
+
+    @property
+    def server_address(self) -> Any:
+        """The address the server listens on (``(host, port)`` or a path)."""
+        return self.socket.getsockname()
+
+    @property
+    def port(self) -> int:
+        """The TCP port the server listens on."""
+        return int(self.server_address[1])
+
+    def fileno(self) -> int:
+        """The listening socket's file descriptor."""
+        return self.socket.fileno()
+
+    @property
+    def connections(self) -> set[ServerConnection]:
+        """A snapshot of the open connections."""
+        with self._lock:
+            return {c for c in self._connections if c.state is State.OPEN}
+
+    # -------------------------------------------------------------- serving
+
+    def serve_forever(self) -> None:
+        """Accept connections until :meth:`shutdown`; Ctrl-C interrupts it."""
+        with self._lock:
+            if self._shutdown_requested:
+                return
+            self._stopped.clear()
+        self._serving.set()
+        try:
+            while not self._shutdown_requested:
+                if not wait_socket(self.socket, False, None, self._waker):
+                    continue
+                try:
+                    client, address = self.socket.accept()
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError as exc:
+                    if self._shutdown_requested:
+                        break
+                    # EMFILE and friends: log, and let the backlog wait.
+                    self.logger.error("accept failed: %s", exc)
+                    continue
+                self._start_thread(client, address)
+        finally:
+            self._serving.clear()
+            self._stopped.set()
+
+    def start(self) -> ThreadingServer:
+        """Serve in a background daemon thread and return at once."""
+        if self._background is None:
+            self._background = threading.Thread(
+                target=self.serve_forever, name="wssync-server", daemon=True
+            )
+            self._background.start()
+            self._serving.wait()
+        return self
+
+    def _start_thread(self, client: socket.socket, address: Any) -> None:
+        thread = threading.Thread(
+            target=self._handle,
+            args=(client, address),
+            name=f"wssync-handler-{_format_address(address)}",
+            daemon=True,
+        )
+        with self._lock:
+            self._threads.add(thread)
+            self._opening.add(client)
+        thread.start()
+
+    def _handle(self, client: socket.socket, address: Any) -> None:
+        deadline = time.monotonic() + (
+            self.open_timeout if self.open_timeout is not None else 1e9
+        )
+        connection: ServerConnection | None = None
+        try:
+            try:
+                client.setblocking(True)
+                if self.ssl is not None:
+                    client.settimeout(max(0.0, deadline - time.monotonic()))
+                    client = self.ssl.wrap_socket(client, server_side=True)
+                    with self._lock:
+                        self._opening.add(client)
+                connection = ServerConnection(client, self, **self._options)
+                if self._shutdown_requested:
+                    return
+                opened = connection._open(deadline)
+            except (OSError, InvalidHandshake, ssl_module.SSLError) as exc:
+                # Time-outs (slowloris), resets, TLS failures: drop quietly.
+                self.logger.debug("opening handshake failed: %r", exc)
+                opened = False
+            except Exception:
+                self.logger.exception("opening handshake failed")
+                opened = False
+            with self._lock:
+                self._opening.discard(client)
+                if opened:
+                    assert connection is not None
+                    self._connections.add(connection)
+            if not opened:
+                _close_quietly(client)
+                return
+            assert connection is not None
+            self._run_handler(connection)
+        finally:
+            with self._lock:
+                self._opening.discard(client)
+                if connection is not None:
+                    self._connections.discard(connection)
+                self._threads.discard(threading.current_thread())
+
+    def _run_handler(self, connection: ServerConnection) -> None:
+        try:
+            if self._pass_path:
+                self.handler(connection, connection.path)
+            else:
+                self.handler(connection)
+        except Exception:
+            self.logger.error("connection handler failed", exc_info=True)
+            connection.close(1011, "")
+        else:
+            connection.close()
+
+    # ------------------------------------------------------------- stopping
+
+    def shutdown(
+        self, close_connections: bool = True, code: int = 1001, reason: str = ""
+    ) -> None:
+        """Stop serving; thread-safe and idempotent.
+
+        Stops accepting, closes open connections with ``code`` (all at once,
+        not one after the other) and joins handler threads, all within
+        ``close_timeout``.
+
+        Args:
+            close_connections: Close open connections too.
+            code: Close code for them (1001, going away, by default).
+            reason: Close reason for them.
+        """
+        with self._lock:
+            self._shutdown_requested = True
+            opening = list(self._opening)
+        self._waker.wake()
+        if self._background is not threading.current_thread():
+            self._stopped.wait()
+        _close_quietly(self.socket)
+        for sock in opening:
+            # Handshakes in progress end now instead of at open_timeout.
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if not close_connections:
+            return
+        deadline = time.monotonic() + (
+            self.close_timeout if self.close_timeout is not None else 10
+        )
+        with self._lock:
+            connections = list(self._connections)
+            threads = list(self._threads)
+        for connection in connections:
+            connection._close_nowait(code, reason)
+        for connection in connections:
+            connection._wait_finished(deadline)
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
+        stuck = [t.name for t in threads if t.is_alive()]
+        if stuck:
+            self.logger.warning(
+                "%d handler thread(s) still running after shutdown: %s",
+                len(stuck),
+                ", ".join(stuck),
+            )
+
+    def server_close(self) -> None:
+        """Close the listening socket (done by :meth:`shutdown` too)."""
+        _close_quietly(self.socket)
+
+    def __enter__(self) -> ThreadingServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        try:
+            address: Any = self.server_address
+        except OSError:
+            address = "closed"
+        return f"<ThreadingServer {address!r}>"
+
+
+def _takes_path(handler: Handler) -> bool:
+    """Whether a handler has the seed's ``(websocket, path)`` signature."""
+    try:
+        parameters = inspect.signature(handler).parameters.values()
+    except (TypeError, ValueError):  # pragma: no cover - builtins
+        return False
+    positional = [
+        p
+        for p in parameters
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        and p.default is p.empty
+    ]
+    return len(positional) >= 2
+
+
+def _bind(host: str | None, port: int | None, backlog: int) -> socket.socket:
+    if host is None:
+        if socket.has_dualstack_ipv6():
+            return socket.create_server(
+                ("", port or 0), family=socket.AF_INET6, backlog=backlog,
+                dualstack_ipv6=True,
+            )
+        return socket.create_server(("", port or 0), backlog=backlog)
+    infos = socket.getaddrinfo(
+        host, port or 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    family, _, _, _, address = infos[0]
+    return socket.create_server(address[:2], family=family, backlog=backlog)
+
+
+def _close_quietly(sock: socket.socket) -> None:
+    try:
+        sock.close()
+    except OSError:  # pragma: no cover
+        pass
+
+
+def serve(handler: Handler, host: str | None = None, port: int | None = None, **options: Any) -> ThreadingServer:
+    """Create a :class:`ThreadingServer` listening on ``host`` and ``port``.
+
+    Use it as a context manager and call :meth:`~ThreadingServer.serve_forever`::
+
+        with wssync.serve(echo, "localhost", 8765) as server:
+            server.serve_forever()
+
+    Options are those of :class:`ThreadingServer`.
+    """
+    return ThreadingServer(handler, host, port, **options)
+
+
+def unix_serve(handler: Handler, path: str | os.PathLike[str], **options: Any) -> ThreadingServer:
+    """Create a :class:`ThreadingServer` listening on the Unix socket ``path``."""
+    return ThreadingServer(handler, unix_path=path, **options)
+
+
+def basic_auth(
+    realm: str = "",
+    credentials: tuple[str, str] | Iterable[tuple[str, str]] | None = None,
+    check_credentials: Callable[[str, str], bool] | None = None,
+) -> ProcessRequest:
+    """Build a ``process_request`` that enforces HTTP Basic Authentication (RFC 7617).
+
+    Args:
+        realm: The protection space, shown by browsers.
+        credentials: A ``(username, password)`` pair or several of them.
+        check_credentials: ``(username, password) -> bool``, instead of
+            ``credentials``.
+
+    Returns:
+        A function to pass as ``process_request``. It answers 401 to
+        requests without valid credentials and sets ``connection.username``
+        on the others.
+    """
+    if (credentials is None) == (check_credentials is None):
+        raise TypeError("provide either credentials or check_credentials")
+    if credentials is not None:
+        if isinstance(credentials, tuple) and len(credentials) == 2 and all(
+            isinstance(x, str) for x in credentials
+        ):
+            pairs = [credentials]
+        else:
+            pairs = list(credentials)  # type: ignore[arg-type]
+        known = dict(pairs)
+
+        def check(username: str, password: str) -> bool:
+            expected = known.get(username)
+            # Compare in constant time to leak nothing about the password.
+            return expected is not None and hmac.compare_digest(
+                expected.encode(), password.encode()
+            )
+
+        check_credentials = check
+    assert check_credentials is not None
+    checker = check_credentials
+
+    def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        value = request.headers.get("Authorization")
+        if value is not None:
+            try:
+                username, password = parse_authorization_basic(value)
+            except InvalidHandshake:
+                pass
+            else:
+                if checker(username, password):
+                    connection.username = username
+                    return None
+        response = connection.respond(401, "Missing or invalid credentials.\n")
+        response.headers["WWW-Authenticate"] = build_www_authenticate_basic(realm)
+        return response
+
+    return process_request
+

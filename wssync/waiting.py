@@ -1,0 +1,109 @@
+"""Interruptible waits on sockets.
+
+Every blocking wait in wssync is a poll on the socket *and* on a wake-up
+socket, so another thread can always end it: closing a socket from another
+thread is not a reliable wake-up on every OS (architecture principle 6).
+
+Each thread gets its own :class:`Waker`, created on first use and reused for
+every connection the thread waits on: a connection records the waker of the
+thread currently blocked on it, and wakes it to abort the wait.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+__all__ = ["Waker", "thread_waker", "wait_socket"]
+
+
+class Waker:
+    """A socket pair whose reading end becomes readable when :meth:`wake` is called."""
+
+    def __init__(self) -> None:
+        self._reader, self._writer = socket.socketpair()
+        self._reader.setblocking(False)
+        self._writer.setblocking(False)
+
+    def fileno(self) -> int:
+        """The file descriptor to poll for readability."""
+        return self._reader.fileno()
+
+    def wake(self) -> None:
+        """Make the next (or current) wait on this waker return."""
+        try:
+            self._writer.send(b"\0")
+        except (BlockingIOError, OSError):
+            # A full buffer already guarantees a wake-up; a closed one
+            # means the waiting thread is gone.
+            pass
+
+    def drain(self) -> None:
+        """Consume pending wake-ups."""
+        try:
+            while self._reader.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def close(self) -> None:
+        """Release both sockets."""
+        self._reader.close()
+        self._writer.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+_local = threading.local()
+
+
+def thread_waker() -> Waker:
+    """Return the calling thread's waker, creating it on first use."""
+    try:
+        waker: Waker = _local.waker
+    except AttributeError:
+        waker = _local.waker = Waker()
+    return waker
+
+
+if hasattr(select, "poll"):
+
+    def wait_socket(
+        sock: socket.socket, write: bool, timeout: float | None, waker: Waker
+    ) -> bool:
+        """Wait until ``sock`` is readable (or writable), ``waker`` fires or time runs out.
+
+        Returns:
+            ``True`` if the socket is ready, ``False`` on a wake-up or time-out;
+            the caller tells the two apart by its own state and deadline.
+        """
+        poller = select.poll()
+        poller.register(sock, select.POLLOUT if write else select.POLLIN)
+        poller.register(waker.fileno(), select.POLLIN)
+        events = poller.poll(None if timeout is None else max(0.0, timeout) * 1000)
+        ready = False
+        for fd, _ in events:
+            if fd == waker.fileno():
+                waker.drain()
+            else:
+                # POLLHUP / POLLERR count as ready: the next recv or send
+                # reports the condition.
+                ready = True
+        return ready
+
+else:  # pragma: no cover - Windows
+
+    def wait_socket(
+        sock: socket.socket, write: bool, timeout: float | None, waker: Waker
+    ) -> bool:
+        """Wait until ``sock`` is readable (or writable), ``waker`` fires or time runs out."""
+        rlist: list[object] = [waker]
+        wlist: list[object] = []
+        (wlist if write else rlist).append(sock)
+        r, w, _ = select.select(
+            rlist, wlist, [], None if timeout is None else max(0.0, timeout)
+        )
+        if waker in r:
+            waker.drain()
+        return sock in r or sock in w

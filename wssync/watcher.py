@@ -1,0 +1,212 @@
+"""The process-wide watcher: one thread for every connection no thread is reading.
+
+A connection's socket is read by the thread that calls ``recv()`` (no
+hand-off between threads on the hot path). When no thread is reading, the
+watcher notices incoming bytes, answers pings, records closes and buffers
+messages up to the connection's limits; it also flushes output that could
+not be written at once (pongs, broadcasts) and runs timers (keepalive).
+
+Only the watcher thread touches its selector. Other threads ask it to look
+at a connection again with :meth:`Watcher.refresh`; the connection itself
+says which events it wants (:meth:`Watched.watch_events`). A refresh after a
+``recv()`` is *lazy*: it does not wake the watcher, which picks it up within
+:data:`LAZY_DELAY`. That keeps a wake-up system call and a thread switch off
+every ``recv()``, at the price of answering pings up to that delay later.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import selectors
+import threading
+import time
+from typing import Callable, Protocol
+
+from .waiting import Waker
+
+__all__ = ["LAZY_DELAY", "Watched", "Watcher", "get_watcher"]
+
+logger = logging.getLogger("wssync.watcher")
+
+#: Longest delay before a lazy refresh takes effect. The API promises that
+#: pings are answered within 100 ms while no thread reads; half of it leaves
+#: room for the read itself on a loaded machine.
+LAZY_DELAY = 0.05
+
+
+class Watched(Protocol):
+    """What the watcher needs from a connection."""
+
+    def watch_socket(self) -> object:
+        """The socket to watch (a ``socket.socket``)."""
+
+    def watch_events(self) -> int:
+        """``selectors.EVENT_READ`` and/or ``EVENT_WRITE`` wanted now, or 0."""
+
+    def on_readable(self) -> None:
+        """Read what is available without blocking and process it."""
+
+    def on_writable(self) -> None:
+        """Write pending output without blocking."""
+
+
+class Watcher:
+    """A thread with a selector over idle connections, and a timer heap."""
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._waker = Waker()
+        self._selector.register(self._waker, selectors.EVENT_READ, None)
+        self._lock = threading.Lock()
+        # Connections whose registration must be brought up to date; a dict
+        # keeps insertion order and ignores duplicates.
+        self._pending: dict[Watched, None] = {}
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._sequence = itertools.count()
+        # Monotonic time by which the watcher will look at _pending anyway.
+        self._wakes_by = float("inf")
+        self._thread = threading.Thread(
+            target=self._run, name="wssync-watcher", daemon=True
+        )
+        self._thread.start()
+
+    def refresh(self, conn: Watched, *, lazy: bool = False) -> None:
+        """Have the watcher bring ``conn``'s registration up to date.
+
+        Args:
+            conn: The connection.
+            lazy: Allow up to :data:`LAZY_DELAY` before it happens, without
+                waking the watcher if it already wakes up by then.
+        """
+        with self._lock:
+            self._pending[conn] = None
+            if lazy and self._wakes_by <= time.monotonic() + LAZY_DELAY:
+                return
+            self._wakes_by = 0.0
+        self._waker.wake()
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> None:
+        """Run ``callback`` in the watcher thread at monotonic time ``when``."""
+        with self._lock:
+            heapq.heappush(self._timers, (when, next(self._sequence), callback))
+            if when >= self._wakes_by:
+                return
+            self._wakes_by = when
+        self._waker.wake()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self._step()
+            except Exception:  # pragma: no cover - a bug; keep watching
+                logger.exception("watcher error")
+
+    def _step(self) -> None:
+        now = time.monotonic()
+        due: list[Callable[[], None]] = []
+        with self._lock:
+            pending = list(self._pending)
+            self._pending.clear()
+            while self._timers and self._timers[0][0] <= now:
+                due.append(heapq.heappop(self._timers)[2])
+        for callback in due:
+            self._guard(callback)
+        for conn in pending:
+            self._update(conn)
+        with self._lock:
+            if self._pending:
+                wakes_by = now
+            else:
+                wakes_by = self._timers[0][0] if self._timers else float("inf")
+            # While connections were refreshed lately, more lazy refreshes
+            # are likely: come back within LAZY_DELAY instead of sleeping.
+            if pending:
+                wakes_by = min(wakes_by, now + LAZY_DELAY)
+            self._wakes_by = wakes_by
+        timeout = None if wakes_by == float("inf") else max(0.0, wakes_by - now)
+        for key, mask in self._selector.select(timeout):
+            conn = key.data
+            if conn is None:
+                self._waker.drain()
+                continue
+            if mask & selectors.EVENT_WRITE:
+                self._guard(conn.on_writable)
+            if mask & selectors.EVENT_READ:
+                self._guard(conn.on_readable)
+            self._update(conn)
+
+    def _update(self, conn: Watched) -> None:
+        sock = conn.watch_socket()
+        events = conn.watch_events()
+        try:
+            key = self._selector.get_key(sock)
+        except KeyError:
+            key = None
+        except ValueError:  # pragma: no cover - closed and never registered
+            return
+        try:
+            if events == 0:
+                if key is not None:
+                    self._selector.unregister(sock)
+            elif key is None:
+                self._register(sock, events, conn)
+            elif key.events != events:
+                self._selector.modify(sock, events, conn)
+        except (OSError, ValueError):
+            # The socket was closed under us; forget it.
+            self._forget(sock)
+
+    def _register(self, sock: object, events: int, conn: Watched) -> None:
+        try:
+            self._selector.register(sock, events, conn)
+        except KeyError:
+            # The file descriptor belonged to a connection whose socket was
+            # closed before the watcher forgot it; the kernel dropped that
+            # registration with the socket, only the map entry is stale.
+            stale = self._selector.get_map().get(sock.fileno())  # type: ignore[attr-defined]
+            if stale is not None:
+                self._selector.unregister(stale.fileobj)
+            self._selector.register(sock, events, conn)
+
+    def _forget(self, sock: object) -> None:
+        try:
+            self._selector.unregister(sock)
+        except (KeyError, ValueError, OSError):
+            pass
+
+    @staticmethod
+    def _guard(callback: Callable[[], None]) -> None:
+        try:
+            callback()
+        except Exception:
+            logger.exception("error in a watcher callback")
+
+
+_watcher: Watcher | None = None
+_watcher_lock = threading.Lock()
+
+
+def get_watcher() -> Watcher:
+    """Return the process-wide watcher, starting its thread on first use."""
+    global _watcher
+    watcher = _watcher
+    if watcher is None:
+        with _watcher_lock:
+            watcher = _watcher
+            if watcher is None:
+                watcher = _watcher = Watcher()
+    return watcher
+
+
+def _forget_watcher_after_fork() -> None:
+    # A forked child (a gunicorn worker) has no watcher thread: start anew.
+    global _watcher, _watcher_lock
+    _watcher = None
+    _watcher_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_watcher_after_fork)
