@@ -158,7 +158,10 @@ def connect(
             connection_socket.close()
             raise
         protocol = Protocol(
-            Side.CLIENT, extensions=accepted_extensions, max_size=max_size, logger=logger
+            Side.CLIENT,
+            extensions=accepted_extensions,
+            max_size=max_size,
+            logger=logger,
         )
         connection = ClientConnection(
             connection_socket,
@@ -202,7 +205,9 @@ def _remaining(deadline: float | None) -> float | None:
 
 
 def _open_socket(
-    wsuri: WebSocketURI, unix_path: str | os.PathLike[str] | None, deadline: float | None
+    wsuri: WebSocketURI,
+    unix_path: str | os.PathLike[str] | None,
+    deadline: float | None,
 ) -> socket.socket:
     if unix_path is not None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -232,9 +237,7 @@ def _wrap_tls(
     return context.wrap_socket(sock, server_hostname=server_hostname)
 
 
-def _read_response(
-    sock: socket.socket, deadline: float | None
-) -> tuple[Any, bytes]:
+def _read_response(sock: socket.socket, deadline: float | None) -> tuple[Any, bytes]:
     """Read the handshake response; return it with the bytes that followed it."""
     buffer = bytearray()
     while True:

@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import codecs
 import collections
+import contextlib
+import functools
 import logging
 import os
 import selectors
@@ -110,12 +112,14 @@ class _Message:
         # Taken off the queue by recv_streaming() before its end arrived.
         self.taken = False
 
+    def has_more(self, seen: int) -> bool:
+        """Whether fragments beyond the first ``seen`` arrived, or the end."""
+        return self.complete or len(self.chunks) > seen
+
 
 def _close_socket(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.close()
-    except OSError:  # pragma: no cover
-        pass
 
 
 class Connection:
@@ -219,7 +223,7 @@ class Connection:
 
     @property
     def close_reason(self) -> str | None:
-        """The close reason (RFC 6455 §7.1.6), ``None`` until the connection is closed."""
+        """The close reason (RFC 6455 §7.1.6), ``None`` until closed."""
         return self.protocol.close_reason
 
     @property
@@ -269,7 +273,9 @@ class Connection:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         message = self._next_message(deadline, complete=True)
-        data = message.chunks[0] if len(message.chunks) == 1 else b"".join(message.chunks)
+        data = (
+            message.chunks[0] if len(message.chunks) == 1 else b"".join(message.chunks)
+        )
         if message.text if decode is None else decode:
             return data.decode()
         return data
@@ -298,14 +304,16 @@ class Connection:
                 if decoder is not None:
                     decoder.decode(b"", final=True)
                 return
-            self._wait_for(lambda: len(message.chunks) > index or message.complete)
+            self._wait_for(functools.partial(message.has_more, index))
 
     def _next_message(self, deadline: float | None, *, complete: bool) -> _Message:
         """Take the next message off the queue, reading the socket as needed."""
         while True:
             with self._lock:
                 while True:
-                    if self._messages and (complete is False or self._messages[0].complete):
+                    if self._messages and (
+                        complete is False or self._messages[0].complete
+                    ):
                         was_paused = self._paused()
                         message = self._messages.popleft()
                         if message.complete:
@@ -317,7 +325,9 @@ class Connection:
                         return message
                     if self._finished():
                         raise self._closed_exception()
-                    remaining = None if deadline is None else deadline - time.monotonic()
+                    remaining = (
+                        None if deadline is None else deadline - time.monotonic()
+                    )
                     if remaining is not None and remaining <= 0:
                         raise TimeoutError("timed out waiting for a message")
                     if self._reader is None:
@@ -330,7 +340,9 @@ class Connection:
             finally:
                 self._release_reader()
 
-    def _wait_for(self, ready: Callable[[], bool], deadline: float | None = None) -> None:
+    def _wait_for(
+        self, ready: Callable[[], bool], deadline: float | None = None
+    ) -> None:
         """Read or wait until ``ready()`` holds (checked under the lock).
 
         Raises:
@@ -344,7 +356,9 @@ class Connection:
                         return
                     if self._finished():
                         raise self._closed_exception()
-                    remaining = None if deadline is None else deadline - time.monotonic()
+                    remaining = (
+                        None if deadline is None else deadline - time.monotonic()
+                    )
                     if remaining is not None and remaining <= 0:
                         raise TimeoutError("timed out")
                     if self._reader is None:
@@ -385,7 +399,9 @@ class Connection:
             self._receive(memoryview(buffer)[:n] if n else None)
             return
 
-    def _receive(self, data: memoryview | None, error: BaseException | None = None) -> None:
+    def _receive(
+        self, data: memoryview | None, error: BaseException | None = None
+    ) -> None:
         """Feed bytes (or the end of the stream) to the core and act on the events."""
         with self._lock:
             if self._aborted:
@@ -575,7 +591,9 @@ class Connection:
             for chunk in chunks:
                 chunk_is_text, data = self._encode(chunk, text)
                 if chunk_is_text != is_text:
-                    raise TypeError("all fragments of a message must have the same type")
+                    raise TypeError(
+                        "all fragments of a message must have the same type"
+                    )
                 with self._lock:
                     self._check_open()
                     self.protocol.send_continuation(data, fin=False)
@@ -720,7 +738,9 @@ class Connection:
             finally:
                 self._send_lock.release()
             with self._lock:
-                pending = bool(self._out) and not self._aborted and not self._socket_closed
+                pending = (
+                    bool(self._out) and not self._aborted and not self._socket_closed
+                )
                 want_write = blocked and pending
                 changed = want_write != self._want_write
                 self._want_write = want_write
@@ -846,7 +866,9 @@ class Connection:
         self._flush_nowait()
         now = time.monotonic()
         if self.ping_timeout is not None:
-            self._watcher.call_at(now + self.ping_timeout, lambda: self._check_pong(event))
+            self._watcher.call_at(
+                now + self.ping_timeout, lambda: self._check_pong(event)
+            )
         self._watcher.call_at(now + self.ping_interval, self._keepalive)
 
     _keepalive_payload = b""
@@ -875,7 +897,9 @@ class Connection:
             reason: The close reason.
         """
         deadline = (
-            None if self.close_timeout is None else time.monotonic() + self.close_timeout
+            None
+            if self.close_timeout is None
+            else time.monotonic() + self.close_timeout
         )
         with self._lock:
             if self.protocol.state is State.OPEN and not self._aborted:
@@ -952,10 +976,8 @@ class Connection:
             self._cond.notify_all()
         if error is not None and self.logger.isEnabledFor(logging.DEBUG):
             self.logger.debug("connection dropped: %r", error)
-        try:
+        with contextlib.suppress(OSError):
             self.socket.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         for waker in (reader, writer):
             if isinstance(waker, Waker):
                 waker.wake()

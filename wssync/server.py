@@ -7,6 +7,7 @@ at once from any thread: no polling interval, unlike :mod:`socketserver`.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import hmac
 import inspect
@@ -18,7 +19,7 @@ import ssl as ssl_module
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any, Callable, Union
+from typing import Any, Callable, Union, cast
 
 from .connection import Connection
 from .exceptions import InvalidHandshake, InvalidMessage
@@ -40,7 +41,9 @@ __all__ = [
 
 Handler = Callable[..., Any]
 ProcessRequest = Callable[["ServerConnection", Request], Union[Response, None]]
-ProcessResponse = Callable[["ServerConnection", Request, Response], Union[Response, None]]
+ProcessResponse = Callable[
+    ["ServerConnection", Request, Response], Union[Response, None]
+]
 Origin = Union[str, "re.Pattern[str]", None]
 
 #: Bytes read per system call during the opening handshake: small, so that
@@ -56,7 +59,9 @@ class ServerConnection(Connection):
 
     username: str | None = None
 
-    def __init__(self, sock: socket.socket, server: ThreadingServer, **options: Any) -> None:
+    def __init__(
+        self, sock: socket.socket, server: ThreadingServer, **options: Any
+    ) -> None:
         max_size = options.pop("max_size")
         # A placeholder core until the handshake tells which extensions apply.
         super().__init__(sock, Protocol(Side.SERVER, max_size=max_size), **options)
@@ -450,10 +455,8 @@ class ThreadingServer:
         _close_quietly(self.socket)
         for sock in opening:
             # Handshakes in progress end now instead of at open_timeout.
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         if not close_connections:
             return
         deadline = time.monotonic() + (
@@ -514,7 +517,9 @@ def _bind(host: str | None, port: int | None, backlog: int) -> socket.socket:
     if host is None:
         if socket.has_dualstack_ipv6():
             return socket.create_server(
-                ("", port or 0), family=socket.AF_INET6, backlog=backlog,
+                ("", port or 0),
+                family=socket.AF_INET6,
+                backlog=backlog,
                 dualstack_ipv6=True,
             )
         return socket.create_server(("", port or 0), backlog=backlog)
@@ -526,13 +531,13 @@ def _bind(host: str | None, port: int | None, backlog: int) -> socket.socket:
 
 
 def _close_quietly(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.close()
-    except OSError:  # pragma: no cover
-        pass
 
 
-def serve(handler: Handler, host: str | None = None, port: int | None = None, **options: Any) -> ThreadingServer:
+def serve(
+    handler: Handler, host: str | None = None, port: int | None = None, **options: Any
+) -> ThreadingServer:
     """Create a :class:`ThreadingServer` listening on ``host`` and ``port``.
 
     Use it as a context manager and call :meth:`~ThreadingServer.serve_forever`::
@@ -545,7 +550,9 @@ def serve(handler: Handler, host: str | None = None, port: int | None = None, **
     return ThreadingServer(handler, host, port, **options)
 
 
-def unix_serve(handler: Handler, path: str | os.PathLike[str], **options: Any) -> ThreadingServer:
+def unix_serve(
+    handler: Handler, path: str | os.PathLike[str], **options: Any
+) -> ThreadingServer:
     """Create a :class:`ThreadingServer` listening on the Unix socket ``path``."""
     return ThreadingServer(handler, unix_path=path, **options)
 
@@ -571,12 +578,14 @@ def basic_auth(
     if (credentials is None) == (check_credentials is None):
         raise TypeError("provide either credentials or check_credentials")
     if credentials is not None:
-        if isinstance(credentials, tuple) and len(credentials) == 2 and all(
-            isinstance(x, str) for x in credentials
+        if (
+            isinstance(credentials, tuple)
+            and len(credentials) == 2
+            and all(isinstance(x, str) for x in credentials)
         ):
-            pairs = [credentials]
+            pairs = [cast("tuple[str, str]", credentials)]
         else:
-            pairs = list(credentials)  # type: ignore[arg-type]
+            pairs = list(cast("Iterable[tuple[str, str]]", credentials))
         known = dict(pairs)
 
         def check(username: str, password: str) -> bool:
@@ -590,7 +599,9 @@ def basic_auth(
     assert check_credentials is not None
     checker = check_credentials
 
-    def process_request(connection: ServerConnection, request: Request) -> Response | None:
+    def process_request(
+        connection: ServerConnection, request: Request
+    ) -> Response | None:
         value = request.headers.get("Authorization")
         if value is not None:
             try:
@@ -606,4 +617,3 @@ def basic_auth(
         return response
 
     return process_request
-

@@ -11,9 +11,11 @@ thread currently blocked on it, and wakes it to abort the wait.
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import threading
+
 __all__ = ["Waker", "thread_waker", "wait_socket"]
 
 
@@ -31,12 +33,10 @@ class Waker:
 
     def wake(self) -> None:
         """Make the next (or current) wait on this waker return."""
-        try:
+        # A full buffer already guarantees a wake-up; a closed one means the
+        # waiting thread is gone.
+        with contextlib.suppress(OSError):
             self._writer.send(b"\0")
-        except (BlockingIOError, OSError):
-            # A full buffer already guarantees a wake-up; a closed one
-            # means the waiting thread is gone.
-            pass
 
     def drain(self) -> None:
         """Consume pending wake-ups."""
@@ -72,7 +72,9 @@ if hasattr(select, "poll"):
     def wait_socket(
         sock: socket.socket, write: bool, timeout: float | None, waker: Waker
     ) -> bool:
-        """Wait until ``sock`` is readable (or writable), ``waker`` fires or time runs out.
+        """Wait until ``sock`` is ready, ``waker`` fires or time runs out.
+
+        ``sock`` is waited on for reading, or for writing if ``write``.
 
         Returns:
             ``True`` if the socket is ready, ``False`` on a wake-up or time-out;
@@ -97,9 +99,11 @@ else:  # pragma: no cover - Windows
     def wait_socket(
         sock: socket.socket, write: bool, timeout: float | None, waker: Waker
     ) -> bool:
-        """Wait until ``sock`` is readable (or writable), ``waker`` fires or time runs out."""
-        rlist: list[object] = [waker]
-        wlist: list[object] = []
+        """Wait until ``sock`` is ready, ``waker`` fires or time runs out.
+
+        ``sock`` is waited on for reading, or for writing if ``write``."""
+        rlist: list[socket.socket | Waker] = [waker]
+        wlist: list[socket.socket | Waker] = []
         (wlist if write else rlist).append(sock)
         r, w, _ = select.select(
             rlist, wlist, [], None if timeout is None else max(0.0, timeout)

@@ -16,11 +16,13 @@ every ``recv()``, at the price of answering pings up to that delay later.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
 import os
 import selectors
+import socket
 import threading
 import time
 from typing import Callable, Protocol
@@ -40,8 +42,8 @@ LAZY_DELAY = 0.05
 class Watched(Protocol):
     """What the watcher needs from a connection."""
 
-    def watch_socket(self) -> object:
-        """The socket to watch (a ``socket.socket``)."""
+    def watch_socket(self) -> socket.socket:
+        """The socket to watch."""
 
     def watch_events(self) -> int:
         """``selectors.EVENT_READ`` and/or ``EVENT_WRITE`` wanted now, or 0."""
@@ -159,23 +161,21 @@ class Watcher:
             # The socket was closed under us; forget it.
             self._forget(sock)
 
-    def _register(self, sock: object, events: int, conn: Watched) -> None:
+    def _register(self, sock: socket.socket, events: int, conn: Watched) -> None:
         try:
             self._selector.register(sock, events, conn)
         except KeyError:
             # The file descriptor belonged to a connection whose socket was
             # closed before the watcher forgot it; the kernel dropped that
             # registration with the socket, only the map entry is stale.
-            stale = self._selector.get_map().get(sock.fileno())  # type: ignore[attr-defined]
+            stale = self._selector.get_map().get(sock.fileno())
             if stale is not None:
                 self._selector.unregister(stale.fileobj)
             self._selector.register(sock, events, conn)
 
-    def _forget(self, sock: object) -> None:
-        try:
+    def _forget(self, sock: socket.socket) -> None:
+        with contextlib.suppress(KeyError, ValueError, OSError):
             self._selector.unregister(sock)
-        except (KeyError, ValueError, OSError):
-            pass
 
     @staticmethod
     def _guard(callback: Callable[[], None]) -> None:
