@@ -1,0 +1,282 @@
+"""WebSocket frames: opcodes, close codes, masking and serialization (RFC 6455 §5).
+
+This module holds the values exchanged on the wire and the pure functions that
+turn them into bytes. Parsing is incremental and lives in
+:mod:`wssync.sansio.protocol`, next to the state it depends on (the side,
+the message in progress, ``max_size``).
+
+Frame layout (RFC 6455 §5.2)::
+
+     0               1               2               3
+     0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7
+    +-+-+-+-+-------+-+-------------+-------------------------------+
+    |F|R|R|R| opcode|M| Payload len |    Extended payload length    |
+    |I|S|S|S|  (4)  |A|     (7)     |             (16/64)           |
+    |N|V|V|V|       |S|             |   (if payload len==126/127)   |
+    | |1|2|3|       |K|             |                               |
+    +-+-+-+-+-------+-+-------------+ - - - - - - - - - - - - - - - +
+    |     Extended payload length continued, if payload len == 127  |
+    + - - - - - - - - - - - - - - - +-------------------------------+
+    |                               |Masking-key, if MASK set to 1  |
+    +-------------------------------+-------------------------------+
+    | Masking-key (continued)       |          Payload Data         |
+    +-------------------------------- - - - - - - - - - - - - - - - +
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import struct
+from dataclasses import dataclass
+from typing import NamedTuple, Union
+
+from wssync.exceptions import ProtocolError
+
+__all__ = [
+    "CONTROL_OPCODES",
+    "DATA_OPCODES",
+    "Close",
+    "CloseCode",
+    "Frame",
+    "Opcode",
+    "apply_mask",
+    "serialize_frame",
+]
+
+# bytes, bytearray and memoryview: what apply_mask() accepts.
+BytesLike = Union[bytes, bytearray, memoryview]
+
+
+class Opcode(enum.IntEnum):
+    """Frame opcodes (RFC 6455 §5.2, §11.8)."""
+
+    CONT = 0x0
+    TEXT = 0x1
+    BINARY = 0x2
+    CLOSE = 0x8
+    PING = 0x9
+    PONG = 0xA
+
+
+DATA_OPCODES = frozenset({Opcode.CONT, Opcode.TEXT, Opcode.BINARY})
+CONTROL_OPCODES = frozenset({Opcode.CLOSE, Opcode.PING, Opcode.PONG})
+
+
+class CloseCode(enum.IntEnum):
+    """Close status codes (RFC 6455 §7.4.1 and the IANA registry, §11.7)."""
+
+    NORMAL_CLOSURE = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    UNSUPPORTED_DATA = 1003
+    # 1004 is reserved.
+    NO_STATUS_RCVD = 1005
+    ABNORMAL_CLOSURE = 1006
+    INVALID_DATA = 1007
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    MANDATORY_EXTENSION = 1010
+    INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012
+    TRY_AGAIN_LATER = 1013
+    BAD_GATEWAY = 1014
+    TLS_HANDSHAKE = 1015
+
+
+class Frame(NamedTuple):
+    """One WebSocket frame, with its payload unmasked.
+
+    A NamedTuple rather than a dataclass because one is built for every frame
+    sent and received: creating and reading a tuple is the cheapest option.
+    Use ``frame._replace(data=...)`` to derive a frame.
+
+    Attributes:
+        opcode: The frame's opcode.
+        data: The payload (unmasked; for text frames, UTF-8 bytes).
+        fin: Whether this is the last frame of its message.
+        rsv1: The RSV1 bit, used by extensions (permessage-deflate).
+        rsv2: The RSV2 bit.
+        rsv3: The RSV3 bit.
+    """
+
+    opcode: Opcode
+    data: bytes
+    fin: bool = True
+    rsv1: bool = False
+    rsv2: bool = False
+    rsv3: bool = False
+
+
+def _is_valid_close_code(code: int) -> bool:
+    """Tell whether ``code`` may appear in a close frame.
+
+    RFC 6455 §7.4.1/§7.4.2: 1000-1003 and 1007-1011 are defined; 1004 is
+    reserved; 1005, 1006 and 1015 MUST NOT be set in a close frame; other
+    codes below 3000 are reserved for future RFCs, of which the IANA registry
+    (§11.7) has assigned 1012-1014; 3000-4999 are for libraries, frameworks
+    and applications.
+    """
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+@dataclass(frozen=True)
+class Close:
+    """The payload of a close frame: a status code and a reason.
+
+    A close frame without a payload is represented as code 1005
+    (:attr:`CloseCode.NO_STATUS_RCVD`) with an empty reason (RFC 6455 §7.1.5).
+
+    Attributes:
+        code: The close status code.
+        reason: The close reason (at most 123 bytes once UTF-8 encoded).
+    """
+
+    code: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.reason}".rstrip()
+
+    @classmethod
+    def parse(cls, data: bytes) -> Close:
+        """Parse the payload of a close frame.
+
+        Args:
+            data: The (unmasked) payload of the close frame.
+
+        Returns:
+            The close code and reason; code 1005 for an empty payload.
+
+        Raises:
+            ProtocolError: If the payload is one byte long or the code is not
+                allowed in a close frame.
+            UnicodeDecodeError: If the reason isn't valid UTF-8.
+        """
+        if not data:
+            # RFC 6455 §7.1.5: no status code → "1005 (no status received)".
+            return cls(int(CloseCode.NO_STATUS_RCVD), "")
+        if len(data) == 1:
+            # RFC 6455 §5.5.1: if there is a body, its first two bytes MUST
+            # be a status code.
+            raise ProtocolError("close frame with a 1-byte payload")
+        code = int.from_bytes(data[:2], "big")
+        if not _is_valid_close_code(code):
+            raise ProtocolError(f"invalid close code {code}")
+        # RFC 6455 §5.5.1: the reason is UTF-8 encoded; a decoding error
+        # propagates and becomes close code 1007 in the protocol.
+        reason = data[2:].decode("utf-8")
+        return cls(code, reason)
+
+    def serialize(self) -> bytes:
+        """Build the payload of a close frame.
+
+        Returns:
+            The code and UTF-8 reason; ``b""`` for code 1005 with no reason.
+
+        Raises:
+            ProtocolError: If the code may not be sent in a close frame, or
+                the payload would exceed 125 bytes (RFC 6455 §5.5).
+        """
+        if self.code == CloseCode.NO_STATUS_RCVD and not self.reason:
+            return b""
+        if not _is_valid_close_code(self.code):
+            raise ProtocolError(f"close code {self.code} can't be sent in a frame")
+        data = self.code.to_bytes(2, "big") + self.reason.encode("utf-8")
+        if len(data) > 125:
+            # RFC 6455 §5.5: control frame payloads are at most 125 bytes.
+            raise ProtocolError("close reason is longer than 123 bytes")
+        return data
+
+
+# Below this size, joining the header and the payload into one chunk is
+# cheaper than a second send() / an iovec entry; above, the copy costs more.
+_JOIN_LIMIT = 4096
+
+# Masking works on blocks of this many bytes: int.from_bytes() over a whole
+# multi-megabyte buffer runs at half the speed, because the big ints no longer
+# fit in the CPU caches (measured on CPython 3.11: 0.35 vs 0.7 GB/s at 16 MiB).
+_MASK_BLOCK = 16384
+
+_pack_short = struct.Struct("!BBH").pack
+_pack_long = struct.Struct("!BBQ").pack
+
+
+def apply_mask(data: BytesLike, mask: bytes) -> bytes:
+    """Mask or unmask a payload (RFC 6455 §5.3).
+
+    XOR-ing the payload with the 4-byte key repeated: done on Python ints
+    built with :meth:`int.from_bytes`, so the work happens in C in bulk
+    instead of a Python loop over bytes.
+
+    Args:
+        data: The payload.
+        mask: The 4-byte masking key.
+
+    Returns:
+        The payload XOR-ed with the key.
+    """
+    size = len(data)
+    if size <= _MASK_BLOCK:
+        full, rest = divmod(size, 4)
+        key = mask * full + mask[:rest]
+        return (int.from_bytes(data, "big") ^ int.from_bytes(key, "big")).to_bytes(
+            size, "big"
+        )
+    # Big payloads: block by block. The block size is a multiple of 4, so
+    # every block starts at the same phase of the key.
+    view = memoryview(data)
+    block_key = int.from_bytes(mask * (_MASK_BLOCK // 4), "big")
+    from_bytes = int.from_bytes
+    last = size - size % _MASK_BLOCK
+    chunks = [
+        (from_bytes(view[start : start + _MASK_BLOCK], "big") ^ block_key).to_bytes(
+            _MASK_BLOCK, "big"
+        )
+        for start in range(0, last, _MASK_BLOCK)
+    ]
+    if last < size:
+        chunks.append(apply_mask(view[last:], mask))
+    return b"".join(chunks)
+
+
+def serialize_frame(frame: Frame, *, mask: bool) -> list[bytes]:
+    """Serialize a frame into chunks of bytes ready to be sent.
+
+    Args:
+        frame: The frame to serialize. Its payload is not checked against the
+            control frame rules; :class:`~wssync.sansio.protocol.Protocol`
+            does that.
+        mask: Whether to mask the payload: clients MUST mask every frame
+            and servers MUST NOT (RFC 6455 §5.1). Keys come from
+            :func:`os.urandom` (§5.3: "derived from a strong source of
+            entropy").
+
+    Returns:
+        One chunk when the payload is masked or small; ``[header, payload]``
+        when it is large and unmasked, so the caller can hand both to
+        ``socket.sendmsg()`` without copying the payload.
+    """
+    data = frame.data
+    first = (
+        (0x80 if frame.fin else 0)
+        | (0x40 if frame.rsv1 else 0)
+        | (0x20 if frame.rsv2 else 0)
+        | (0x10 if frame.rsv3 else 0)
+        | frame.opcode
+    )
+    size = len(data)
+    mask_bit = 0x80 if mask else 0
+    # RFC 6455 §5.2: the minimal number of bytes MUST be used for the length.
+    if size < 126:
+        header = bytes((first, mask_bit | size))
+    elif size < 65536:
+        header = _pack_short(first, mask_bit | 126, size)
+    else:
+        header = _pack_long(first, mask_bit | 127, size)
+    if mask:
+        key = os.urandom(4)
+        return [header + key + apply_mask(data, key)]
+    if size < _JOIN_LIMIT:
+        return [header + data]
+    return [header, data]
