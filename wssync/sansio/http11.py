@@ -212,6 +212,9 @@ class _HeadScanner:
                 self._check_partial_line(buf)
                 return None
             line_end = lf + 1
+            # Check the more specific limit first (CR excluded from the length).
+            if lf - 1 - self._line_start > MAX_LINE_LENGTH:
+                raise self._line_too_long()
             if line_end - self.start > MAX_HEAD_SIZE:
                 raise InvalidMessage("HTTP head is too large", 431)
             # RFC 7230 §3.5: lines end with CRLF; we don't take up the
@@ -220,8 +223,6 @@ class _HeadScanner:
                 raise InvalidMessage("HTTP line doesn't end with CRLF")
             line = bytes(buf[self._line_start : lf - 1])
             self._line_start = self._search = line_end
-            if len(line) > MAX_LINE_LENGTH:
-                raise self._line_too_long()
             if self.start_line is None:
                 # RFC 7230 §3.5: a server SHOULD ignore at least one empty
                 # line received before the request-line (MAX_HEAD_SIZE
@@ -248,13 +249,13 @@ class _HeadScanner:
     def _check_partial_line(self, buf: bytes | bytearray) -> None:
         """Reject what an incomplete line already shows to be invalid."""
         partial = len(buf) - self._line_start
-        if len(buf) - self.start > MAX_HEAD_SIZE:
-            raise InvalidMessage("HTTP head is too large", 431)
         # The line may still end with CR LF after MAX_LINE_LENGTH bytes.
         if partial > MAX_LINE_LENGTH + 1 or (
             partial == MAX_LINE_LENGTH + 1 and buf[-1] != _CR
         ):
             raise self._line_too_long()
+        if len(buf) - self.start > MAX_HEAD_SIZE:
+            raise InvalidMessage("HTTP head is too large", 431)
         if partial == 0:
             return
         first = buf[self._line_start]
