@@ -299,7 +299,10 @@ class Connection:
                 index += len(chunks)
                 complete = message.complete and index == len(message.chunks)
             for chunk in chunks:
-                yield decoder.decode(chunk) if decoder is not None else chunk
+                # Empty fragments (like the final frame of a streamed
+                # message) carry nothing, unless the message is empty.
+                if chunk or len(message.chunks) == 1:
+                    yield decoder.decode(chunk) if decoder is not None else chunk
             if complete:
                 if decoder is not None:
                     decoder.decode(b"", final=True)
@@ -464,10 +467,7 @@ class Connection:
         return self._aborted or self.protocol.state is State.CLOSED
 
     def _closed_exception(self) -> ConnectionClosed:
-        exc = self.protocol.close_exc()
-        if self.protocol.failure is not None:
-            exc.__cause__ = self.protocol.failure
-        return exc
+        return self.protocol.close_exc()
 
     def _release_reader(self) -> None:
         with self._lock:
@@ -572,6 +572,8 @@ class Connection:
             raise TypeError(f"message has unsupported type {type(message).__name__}")
 
     def _send_fragments(self, chunks: Iterator[Data], text: bool | None) -> None:
+        # Each fragment leaves as soon as the iterable yields it (a slow
+        # generator streams), so the end is an empty final frame.
         try:
             first = next(chunks)
         except StopIteration:
@@ -581,11 +583,11 @@ class Connection:
         try:
             with self._lock:
                 self._check_open()
-                self._fragmenting = True
                 if is_text:
                     self.protocol.send_text(data, fin=False)
                 else:
                     self.protocol.send_binary(data, fin=False)
+                self._fragmenting = True
                 self._take_output()
             self._flush()
             for chunk in chunks:
@@ -602,8 +604,8 @@ class Connection:
             with self._lock:
                 self._check_open()
                 self.protocol.send_continuation(b"", fin=True)
-                self._take_output()
                 self._fragmenting = False
+                self._take_output()
             self._flush()
         except BaseException:
             with self._lock:

@@ -1,0 +1,463 @@
+"""The blocking Connection, on socket pairs: each test runs as client and as server."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+import wssync
+from wssync.client import ClientConnection
+from wssync.connection import Connection
+from wssync.sansio.frames import Frame, Opcode, serialize_frame
+from wssync.sansio.protocol import Protocol, Side
+from wssync.server import ServerConnection
+
+pytestmark = pytest.mark.timeout(20)
+
+
+def make_connection(sock: socket.socket, side: Side, **options: object) -> Connection:
+    """A started connection over ``sock``, as a client or as a server."""
+    max_size = options.pop("max_size", 2**20)
+    protocol = Protocol(side, max_size=max_size)  # type: ignore[arg-type]
+    options.setdefault("ping_interval", None)
+    options.setdefault("close_timeout", 2)
+    cls = ClientConnection if side is Side.CLIENT else Connection
+    connection = cls(sock, protocol, **options)  # type: ignore[arg-type]
+    connection._start()
+    return connection
+
+
+@pytest.fixture(params=[Side.CLIENT, Side.SERVER], ids=["client", "server"])
+def side(request: pytest.FixtureRequest) -> Side:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def pair(side: Side) -> Iterator[tuple[Connection, Connection]]:
+    """The connection under test and its peer, playing the other side."""
+    a, b = socket.socketpair()
+    local = make_connection(a, side)
+    remote = make_connection(b, Side.SERVER if side is Side.CLIENT else Side.CLIENT)
+    yield local, remote
+    local.close()
+    remote.close()
+
+
+# --------------------------------------------------------------------- send / recv
+
+
+def test_send_recv_text_and_binary(pair: tuple[Connection, Connection]) -> None:
+    local, remote = pair
+    local.send("café ☕")
+    local.send(b"\x00\xff")
+    local.send(bytearray(b"ba"))
+    local.send(memoryview(b"mv"))
+    assert remote.recv() == "café ☕"
+    assert remote.recv() == b"\x00\xff"
+    assert remote.recv() == b"ba"
+    assert remote.recv() == b"mv"
+
+
+def test_send_text_flag(pair: tuple[Connection, Connection]) -> None:
+    local, remote = pair
+    local.send("é".encode(), text=True)
+    local.send("é", text=False)
+    assert remote.recv() == "é"
+    assert remote.recv() == "é".encode()
+
+
+def test_recv_decode(pair: tuple[Connection, Connection]) -> None:
+    local, remote = pair
+    local.send("é")
+    local.send("é".encode())
+    assert remote.recv(decode=False) == "é".encode()
+    assert remote.recv(decode=True) == "é"
+
+
+def test_send_fragmented_iterable(pair: tuple[Connection, Connection]) -> None:
+    local, remote = pair
+    local.send(iter(["héllo ", "wörld"]))
+    local.send([b"\x01", b"\x02", b"\x03"])
+    assert remote.recv() == "héllo wörld"
+    assert remote.recv() == b"\x01\x02\x03"
+
+
+def test_send_mixed_fragments_rejected(pair: tuple[Connection, Connection]) -> None:
+    local, remote = pair
+    with pytest.raises(TypeError):
+        local.send(["text", b"bytes"])
+    # The half-sent message can't be finished: the connection is failed.
+    with pytest.raises(wssync.ConnectionClosedError):
+        remote.recv()
+
+
+def test_send_unsupported_type(pair: tuple[Connection, Connection]) -> None:
+    local, _ = pair
+    with pytest.raises(TypeError):
+        local.send(42)  # type: ignore[arg-type]
+
+
+def test_recv_streaming_yields_fragments(pair: tuple[Connection, Connection]) -> None:
+    local, remote = pair
+    local.send(["a", "é", "c"])
+    assert "".join(remote.recv_streaming()) == "aéc"
+    local.send([b"1", b"2"])
+    assert list(remote.recv_streaming()) == [b"1", b"2"]
+    local.send(b"single")
+    assert list(remote.recv_streaming(decode=True)) == ["single"]
+
+
+def test_recv_streaming_before_message_ends(
+    pair: tuple[Connection, Connection],
+) -> None:
+    local, remote = pair
+    release = threading.Event()
+
+    def fragments() -> Iterator[bytes]:
+        yield b"first"
+        release.wait(5)
+        yield b"second"
+
+    sender = threading.Thread(target=local.send, args=(fragments(),))
+    sender.start()
+    stream = remote.recv_streaming()
+    assert next(stream) == b"first"  # arrives while the sender is blocked
+    release.set()
+    assert b"".join(stream) == b"second"
+    sender.join(5)
+
+
+def test_large_message(pair: tuple[Connection, Connection]) -> None:
+    local, remote = pair
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    sender = threading.Thread(target=local.send, args=(payload,))
+    sender.start()
+    assert remote.recv() == payload
+    sender.join(5)
+
+
+def test_message_too_big_closes_1009(side: Side) -> None:
+    a, b = socket.socketpair()
+    local = make_connection(a, side, max_size=1000)
+    remote = make_connection(b, Side.SERVER if side is Side.CLIENT else Side.CLIENT)
+    try:
+        remote.send(b"x" * 1001)
+        with pytest.raises(wssync.ConnectionClosedError) as info:
+            local.recv()
+        assert info.value.sent is not None and info.value.sent.code == 1009
+        assert isinstance(info.value.__cause__, wssync.PayloadTooBig)
+    finally:
+        local.close()
+        remote.close()
+
+
+def test_recv_timeout_leaves_connection_usable(
+    pair: tuple[Connection, Connection],
+) -> None:
+    local, remote = pair
+    with pytest.raises(TimeoutError):
+        remote.recv(timeout=0.05)
+    local.send("after")
+    assert remote.recv(timeout=5) == "after"
+
+
+def test_recv_timeout_zero_returns_buffered(
+    pair: tuple[Connection, Connection],
+) -> None:
+    local, remote = pair
+    local.send("ready")
+    assert remote.recv(timeout=5) == "ready"
+    local.send("again")
+    assert remote.ping().wait(5)  # a round trip: "again" arrived before the pong
+    assert remote.recv(timeout=0) == "again"
+
+
+# ------------------------------------------------------------------------ closing
+
+
+def test_iteration_stops_on_normal_close(pair: tuple[Connection, Connection]) -> None:
+    local, remote = pair
+    local.send("one")
+    local.send("two")
+    local.close()
+    assert list(remote) == ["one", "two"]
+    assert remote.close_code == 1000
+    assert local.state is wssync.State.CLOSED
+    assert remote.state is wssync.State.CLOSED
+
+
+def test_iteration_raises_on_abnormal_close(
+    pair: tuple[Connection, Connection],
+) -> None:
+    local, remote = pair
+    local.send("one")
+    local._abort(None)  # the TCP connection drops without a closing handshake
+    received = []
+    with pytest.raises(wssync.ConnectionClosedError) as info:
+        for message in remote:
+            received.append(message)
+    assert received == ["one"]
+    assert info.value.code == 1006
+
+
+def test_close_code_and_reason(pair: tuple[Connection, Connection]) -> None:
+    local, remote = pair
+    assert local.close_code is None and local.close_reason is None
+    remote.close(4000, "bye")
+    with pytest.raises(wssync.ConnectionClosedError) as info:
+        local.recv()
+    assert info.value.code == 4000 and info.value.reason == "bye"
+    assert local.close_code == 4000 and local.close_reason == "bye"
+    assert remote.close_code == 4000
+
+
+def test_close_is_idempotent(pair: tuple[Connection, Connection]) -> None:
+    local, _ = pair
+    local.close()
+    local.close()
+    assert local.state is wssync.State.CLOSED
+
+
+def test_send_after_close_raises(pair: tuple[Connection, Connection]) -> None:
+    local, _ = pair
+    local.close()
+    with pytest.raises(wssync.ConnectionClosedOK):
+        local.send("late")
+    with pytest.raises(wssync.ConnectionClosed):
+        local.ping()
+
+
+def test_messages_before_close_still_returned(
+    pair: tuple[Connection, Connection],
+) -> None:
+    local, remote = pair
+    local.send("kept")
+    local.close()
+    remote.close()  # the peer already closed; this completes at once
+    assert remote.recv() == "kept"
+    with pytest.raises(wssync.ConnectionClosedOK):
+        remote.recv()
+
+
+def test_close_from_another_thread_unblocks_recv(
+    pair: tuple[Connection, Connection],
+) -> None:
+    local, _ = pair
+    outcome: list[BaseException] = []
+    started = threading.Event()
+
+    def receive() -> None:
+        started.set()
+        try:
+            local.recv()
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=receive)
+    thread.start()
+    started.wait(5)
+    local.close()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], wssync.ConnectionClosedOK)
+
+
+def test_peer_close_noticed_without_recv(pair: tuple[Connection, Connection]) -> None:
+    local, remote = pair
+    remote.close()
+    # No thread of the local side reads: the watcher notices the close.
+    deadline = time.monotonic() + 1
+    with local._lock:
+        while local.protocol.state is not wssync.State.CLOSED:
+            assert time.monotonic() < deadline
+            local._cond.wait(deadline - time.monotonic())
+    assert local.close_code == 1000
+
+
+def test_close_returns_when_peer_never_answers(side: Side) -> None:
+    a, b = socket.socketpair()
+    local = make_connection(a, side, close_timeout=0.3)
+    try:
+        start = time.monotonic()
+        local.close()  # b never reads nor answers
+        assert time.monotonic() - start < 2
+        assert local.state is wssync.State.CLOSED
+        assert local.close_code == 1006
+    finally:
+        b.close()
+
+
+# ---------------------------------------------------------------------- ping/pong
+
+
+def test_ping_event_set_by_pong(pair: tuple[Connection, Connection]) -> None:
+    local, _ = pair
+    # The peer has no thread in recv(): its watcher answers.
+    assert local.ping().wait(1)
+    assert local.ping(b"custom").wait(1)
+    assert local.ping("text").wait(1)
+
+
+def test_ping_duplicate_payload_rejected(side: Side) -> None:
+    a, b = socket.socketpair()
+    local = make_connection(a, side)
+    try:
+        local.ping(b"same")  # b never answers
+        with pytest.raises(RuntimeError):
+            local.ping(b"same")
+    finally:
+        b.close()
+        local.close()
+
+
+def test_unsolicited_pong(pair: tuple[Connection, Connection]) -> None:
+    local, remote = pair
+    local.pong(b"heartbeat")
+    local.send("after pong")
+    assert remote.recv() == "after pong"
+
+
+def test_peer_ping_answered_within_100ms_without_recv(side: Side) -> None:
+    a, b = socket.socketpair()
+    local = make_connection(a, side)
+    try:
+        peer_side = Side.SERVER if side is Side.CLIENT else Side.CLIENT
+        ping = Frame(Opcode.PING, b"probe")
+        b.sendall(b"".join(serialize_frame(ping, mask=peer_side is Side.CLIENT)))
+        b.settimeout(0.1)  # the promise: answered within 100 ms
+        parser = Protocol(peer_side)
+        parser.receive_data(b.recv(100))
+        assert parser.events_received() == [Frame(Opcode.PONG, b"probe")]
+    finally:
+        b.close()
+        local.close()
+
+
+def test_keepalive_measures_latency(side: Side) -> None:
+    a, b = socket.socketpair()
+    local = make_connection(a, side, ping_interval=0.05, ping_timeout=2)
+    remote = make_connection(b, Side.SERVER if side is Side.CLIENT else Side.CLIENT)
+    try:
+        assert local.latency == 0
+        deadline = time.monotonic() + 5
+        while local.latency == 0:
+            assert time.monotonic() < deadline
+            # Waiting for the watcher's measurement: a bounded wait on the
+            # peer's messages, which never come, paces the loop.
+            with pytest.raises(TimeoutError):
+                local.recv(timeout=0.02)
+        assert 0 < local.latency < 1
+    finally:
+        local.close()
+        remote.close()
+
+
+def test_keepalive_closes_dead_connection_1011(side: Side) -> None:
+    a, b = socket.socketpair()  # b never answers pings
+    local = make_connection(a, side, ping_interval=0.05, ping_timeout=0.1)
+    try:
+        with pytest.raises(wssync.ConnectionClosedError) as info:
+            local.recv(timeout=5)
+        assert info.value.sent is not None and info.value.sent.code == 1011
+        assert "keepalive" in info.value.sent.reason
+    finally:
+        b.close()
+        local.close()
+
+
+# ----------------------------------------------------------------------- threads
+
+
+def test_concurrent_sends_never_interleave(pair: tuple[Connection, Connection]) -> None:
+    local, remote = pair
+    count = 50
+
+    def sender(n: int) -> None:
+        for i in range(count):
+            local.send([f"{n}:{i}:", "x" * 100, f":{n}"])
+
+    threads = [threading.Thread(target=sender, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    seen: dict[int, list[int]] = {n: [] for n in range(8)}
+    for _ in range(8 * count):
+        message = remote.recv(timeout=10)
+        assert isinstance(message, str)
+        head, body, tail = message.split(":", 2)[0], message, message.rsplit(":", 1)[1]
+        assert head == tail, message
+        assert body == f"{head}:{body.split(':')[1]}:" + "x" * 100 + f":{head}"
+        seen[int(head)].append(int(message.split(":")[1]))
+    for thread in threads:
+        thread.join(5)
+    assert all(order == list(range(count)) for order in seen.values())
+
+
+def test_concurrent_recv_each_message_once(pair: tuple[Connection, Connection]) -> None:
+    local, remote = pair
+    total = 400
+    received: list[list[str]] = [[] for _ in range(4)]
+
+    def receiver(index: int) -> None:
+        try:
+            while True:
+                message = remote.recv()
+                assert isinstance(message, str)
+                received[index].append(message)
+        except wssync.ConnectionClosed:
+            pass
+
+    threads = [threading.Thread(target=receiver, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for i in range(total):
+        local.send(str(i))
+    local.close()
+    for thread in threads:
+        thread.join(10)
+    everything = sorted(int(m) for got in received for m in got)
+    assert everything == list(range(total))
+
+
+# ------------------------------------------------------------------- attributes
+
+
+def test_attributes(pair: tuple[Connection, Connection]) -> None:
+    local, _ = pair
+    assert isinstance(local.id, uuid.UUID)
+    assert isinstance(local.logger, logging.Logger)
+    assert local.state is wssync.State.OPEN
+    assert local.subprotocol is None
+    assert local.latency == 0
+    assert "OPEN" in repr(local)
+
+
+def test_context_manager_closes(side: Side) -> None:
+    a, b = socket.socketpair()
+    remote = make_connection(b, Side.SERVER if side is Side.CLIENT else Side.CLIENT)
+    with make_connection(a, side) as local:
+        local.send("in")
+    assert local.state is wssync.State.CLOSED
+    assert list(remote) == ["in"]
+    remote.close()
+
+
+def test_unclosed_connection_no_warning(side: Side) -> None:
+    a, b = socket.socketpair()
+    connection = make_connection(a, side)
+    peer = make_connection(b, Side.SERVER if side is Side.CLIENT else Side.CLIENT)
+    peer.close()  # the peer ends it; nobody closes `connection`
+    del connection
+    gc.collect()  # pytest turns a ResourceWarning into an error
+    peer.close()
+
+
+def test_server_connection_class() -> None:
+    assert issubclass(ServerConnection, Connection)
+    assert issubclass(ClientConnection, Connection)
