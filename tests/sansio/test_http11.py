@@ -138,6 +138,25 @@ def test_request_parser_with_big_chunks() -> None:
     assert result[1] == len(REQUEST)
 
 
+def test_request_parser_stops_at_the_end_of_the_head() -> None:
+    parser = RequestParser()
+    buf = bytearray(REQUEST)
+    first = parser.parse(buf)
+    assert first is not None
+    # Frames arriving later aren't parsed as HTTP.
+    buf += b"\x00garbage\r\n\r\n"
+    assert parser.parse(buf) is first
+
+
+def test_response_parser_stops_at_the_end_of_the_response() -> None:
+    parser = ResponseParser()
+    buf = bytearray(RESPONSE)
+    first = parser.parse(buf)
+    assert first is not None
+    buf += FRAME
+    assert parser.parse(buf, eof=True) is first
+
+
 def test_parse_request_ignores_leading_empty_line() -> None:
     # RFC 7230 §3.5: a server SHOULD ignore an empty line before the request.
     result = parse_request(b"\r\n" + REQUEST)
@@ -461,6 +480,13 @@ def test_parse_response_skips_interim_responses() -> None:
     assert consumed == len(interim) + len(RESPONSE)
 
 
+def test_interim_responses_share_the_head_size_limit() -> None:
+    interim = b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+    data = interim * (MAX_HEAD_SIZE // len(interim) + 1)
+    with pytest.raises(InvalidMessage):
+        parse_response(data)
+
+
 def test_parse_response_unfolds_obs_fold() -> None:
     # RFC 7230 §3.2.4: a user agent MUST replace obs-fold with SP.
     data = response_with(
@@ -768,10 +794,11 @@ class ScanCountingBuffer(bytearray):
 
     scanned = 0
 
-    def find(self, sub: object, start: object = None, end: object = None) -> int:  # type: ignore[override]
-        begin = 0 if start is None else int(start)  # type: ignore[call-overload]
-        self.scanned += len(self) - begin
-        return super().find(sub, start, end)  # type: ignore[arg-type]
+    def find(  # type: ignore[override]
+        self, sub: bytes, start: int | None = None, end: int | None = None
+    ) -> int:
+        self.scanned += len(self) - (start or 0)
+        return super().find(sub, start, end)
 
 
 def test_request_parser_scans_each_byte_a_bounded_number_of_times() -> None:

@@ -143,7 +143,10 @@ class Headers(MutableMapping[str, str]):
         if isinstance(other, Headers):
             return self._dict == other._dict
         if isinstance(other, Mapping):
-            return self._dict == Headers(other)._dict
+            try:
+                return self._dict == Headers(other)._dict
+            except ValueError:  # not valid header fields: can't be equal
+                return False
         return NotImplemented
 
     # MutableMapping defines __eq__, so __hash__ must stay None: Headers is

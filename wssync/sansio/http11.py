@@ -191,8 +191,11 @@ class _HeadScanner:
     times however the buffer grows.
     """
 
-    def __init__(self, start: int, *, request: bool) -> None:
+    def __init__(self, start: int, *, request: bool, budget_start: int = 0) -> None:
         self.start = start  # where this message begins in the buffer
+        # Where MAX_HEAD_SIZE is counted from: interim 1xx responses share
+        # the budget of the final response, so endless 1xx can't grow it.
+        self.budget_start = budget_start
         self.request = request
         self._line_start = start
         self._search = start
@@ -215,7 +218,7 @@ class _HeadScanner:
             # Check the more specific limit first (CR excluded from the length).
             if lf - 1 - self._line_start > MAX_LINE_LENGTH:
                 raise self._line_too_long()
-            if line_end - self.start > MAX_HEAD_SIZE:
+            if line_end - self.budget_start > MAX_HEAD_SIZE:
                 raise InvalidMessage("HTTP head is too large", 431)
             # RFC 7230 §3.5: lines end with CRLF; we don't take up the
             # permission to accept a bare LF, and a bare CR is never valid.
@@ -254,7 +257,7 @@ class _HeadScanner:
             partial == MAX_LINE_LENGTH + 1 and buf[-1] != _CR
         ):
             raise self._line_too_long()
-        if len(buf) - self.start > MAX_HEAD_SIZE:
+        if len(buf) - self.budget_start > MAX_HEAD_SIZE:
             raise InvalidMessage("HTTP head is too large", 431)
         if partial == 0:
             return
@@ -394,6 +397,7 @@ class RequestParser:
 
     def __init__(self) -> None:
         self._scanner = _HeadScanner(0, request=True)
+        self._result: tuple[Request, int] | None = None
 
     def parse(self, buf: bytes | bytearray) -> tuple[Request, int] | None:
         """Parse a request from the start of ``buf``.
@@ -411,6 +415,9 @@ class RequestParser:
                 not acceptable for a WebSocket handshake; its
                 ``status_code`` is the HTTP status to answer with.
         """
+        # Once parsed, what follows the head isn't HTTP: don't read it.
+        if self._result is not None:
+            return self._result
         end = self._scanner.scan(buf)
         if end is None:
             return None
@@ -428,7 +435,8 @@ class RequestParser:
             raise InvalidMessage("HTTP request body is not supported")
         if _content_length(headers):
             raise InvalidMessage("HTTP request body is not supported")
-        return Request(target.decode("ascii"), headers), end
+        self._result = Request(target.decode("ascii"), headers), end
+        return self._result
 
 
 def parse_request(buf: bytes | bytearray) -> tuple[Request, int] | None:
@@ -542,6 +550,7 @@ class ResponseParser:
         # the connection closes (RFC 7230 §3.3.3).
         self._content_length: int | None = None
         self._chunked: _ChunkedBody | None = None
+        self._result: tuple[Response, int] | None = None
 
     def parse(
         self, buf: bytes | bytearray, *, eof: bool = False
@@ -565,6 +574,8 @@ class ResponseParser:
             InvalidMessage: As soon as the response is malformed or too
                 large, or if ``eof`` is true and the response is incomplete.
         """
+        if self._result is not None:
+            return self._result
         while self._head_end is None:
             end = self._scanner.scan(buf)
             if end is None:
@@ -578,10 +589,11 @@ class ResponseParser:
             assert self._scanner.start_line is not None
             status_code, reason_phrase = _parse_status_line(self._scanner.start_line)
             if 100 <= status_code < 200 and status_code != 101:
-                self._scanner = _HeadScanner(end, request=False)
+                self._scanner = _HeadScanner(end, request=False, budget_start=0)
                 continue
             self._start_body(end, status_code, reason_phrase)
-        return self._parse_body(buf, self._head_end, eof)
+        self._result = self._parse_body(buf, self._head_end, eof)
+        return self._result
 
     def _start_body(self, head_end: int, status_code: int, reason_phrase: str) -> None:
         """Record the head and decide how the body is framed."""
