@@ -26,6 +26,7 @@ from wssync.sansio.extensions import (
 )
 from wssync.sansio.extensions import permessage_deflate as pmd_module
 from wssync.sansio.frames import Frame, Opcode, serialize_frame
+from wssync.sansio.protocol import Protocol, Side
 
 Params = list[tuple[str, "str | None"]]
 
@@ -1212,3 +1213,133 @@ def test_round_trip_property(
         for data, cuts, opcode in messages:
             received, _ = send_message(sender, receiver, data, cuts, opcode)
             assert received == data
+
+
+# --- interop with the websockets library's implementation -------------------
+
+INTEROP_SETTINGS = [
+    {},
+    {"server_no_context_takeover": True},
+    {"client_no_context_takeover": True},
+    {"server_max_window_bits": 9},
+    {"server_max_window_bits": 11, "client_max_window_bits": 10},
+    {
+        "server_no_context_takeover": True,
+        "client_no_context_takeover": True,
+        "server_max_window_bits": 10,
+        "client_max_window_bits": 9,
+    },
+]
+
+
+def exchange_with_websockets(ours: PerMessageDeflate, theirs: Any) -> None:
+    """Send fragmented and whole messages both ways between the two."""
+    wsframes = pytest.importorskip("websockets.frames")
+    data = far_repeats(9, seed=7)
+    for cuts in [(), (3, 1000)]:
+        for _ in range(2):
+            # Ours → theirs.
+            received = b""
+            for frame in fragments(data, cuts):
+                encoded = ours.encode(frame)
+                their_frame = wsframes.Frame(
+                    wsframes.Opcode(int(encoded.opcode)),
+                    encoded.data,
+                    encoded.fin,
+                    encoded.rsv1,
+                )
+                received += theirs.decode(their_frame, max_size=1 << 20).data
+            assert received == data
+            # Theirs → ours.
+            received = b""
+            for frame in fragments(data, cuts):
+                their_frame = wsframes.Frame(
+                    wsframes.Opcode(int(frame.opcode)), frame.data, frame.fin
+                )
+                encoded = theirs.encode(their_frame)
+                our_frame = Frame(
+                    Opcode(int(encoded.opcode)), encoded.data, encoded.fin, encoded.rsv1
+                )
+                received += ours.decode(our_frame, max_size=1 << 20).data
+            assert received == data
+
+
+@pytest.mark.parametrize("kwargs", INTEROP_SETTINGS, ids=repr)
+def test_our_client_with_websockets_server(kwargs: dict[str, Any]) -> None:
+    wspmd = pytest.importorskip("websockets.extensions.permessage_deflate")
+    client = ClientPerMessageDeflateFactory(
+        **{"client_max_window_bits": True, **kwargs}
+    )
+    server = wspmd.ServerPerMessageDeflateFactory(**kwargs)
+    response, theirs = server.process_request_params(client.get_request_params(), [])
+    ours = client.process_response_params(response, [])
+    exchange_with_websockets(ours, theirs)
+
+
+@pytest.mark.parametrize("kwargs", INTEROP_SETTINGS, ids=repr)
+def test_websockets_client_with_our_server(kwargs: dict[str, Any]) -> None:
+    wspmd = pytest.importorskip("websockets.extensions.permessage_deflate")
+    client = wspmd.ClientPerMessageDeflateFactory(**kwargs)
+    server = ServerPerMessageDeflateFactory(**kwargs)
+    response, ours = server.process_request_params(client.get_request_params(), [])
+    theirs = client.process_response_params(response, [])
+    exchange_with_websockets(ours, theirs)
+
+
+# --- through the protocol core -----------------------------------------------
+
+
+def protocol_pair(max_size: int | None = 1 << 20) -> tuple[Protocol, Protocol]:
+    """A client and a server protocol that negotiated the defaults."""
+    client_ext, server_ext, _ = negotiate(
+        ClientPerMessageDeflateFactory(), ServerPerMessageDeflateFactory()
+    )
+    client = Protocol(Side.CLIENT, extensions=[client_ext], max_size=max_size)
+    server = Protocol(Side.SERVER, extensions=[server_ext], max_size=max_size)
+    return client, server
+
+
+def test_protocol_round_trip() -> None:
+    client, server = protocol_pair()
+    data = far_repeats(12)
+    client.send_binary(data[:1000], fin=False)
+    client.send_ping(b"in between")
+    client.send_continuation(data[1000:], fin=True)
+    client.send_text(b"Hello")
+    for chunk in client.data_to_send():
+        server.receive_data(chunk)
+    events = server.events_received()
+    assert [frame.opcode for frame in events] == [
+        Opcode.BINARY,
+        Opcode.PING,
+        Opcode.CONT,
+        Opcode.TEXT,
+    ]
+    assert events[0].data + events[2].data == data
+    assert events[3].data == b"Hello"
+    # The server answered the ping; the pong isn't compressed either.
+    server.send_text(b"Hello")
+    for chunk in server.data_to_send():
+        client.receive_data(chunk)
+    assert [(f.opcode, f.data) for f in client.events_received()] == [
+        (Opcode.PONG, b"in between"),
+        (Opcode.TEXT, b"Hello"),
+    ]
+
+
+def test_protocol_bomb_closes_with_1009(bomb: bytes) -> None:
+    _, server = protocol_pair()
+    frame = Frame(Opcode.BINARY, bomb, rsv1=True)
+    server.receive_data(b"".join(serialize_frame(frame, mask=True)))
+    assert isinstance(server.failure, PayloadTooBig)
+    assert server.close_sent is not None
+    assert server.close_sent.code == 1009
+
+
+def test_protocol_bad_data_closes_with_1002() -> None:
+    _, server = protocol_pair()
+    frame = Frame(Opcode.BINARY, b"\xff\xff", rsv1=True)
+    server.receive_data(b"".join(serialize_frame(frame, mask=True)))
+    assert isinstance(server.failure, ProtocolError)
+    assert server.close_sent is not None
+    assert server.close_sent.code == 1002
