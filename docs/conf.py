@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,3 +54,23 @@ html_theme_options = {
     "description": "WebSockets for Python with blocking sockets and threads",
     "fixed_sidebar": True,
 }
+
+
+def _skip_namedtuple_fields(
+    app: object, what: str, name: str, obj: object, skip: bool, options: object
+) -> bool | None:
+    """Leave out the accessors NamedTuple generates for its fields.
+
+    Their docstring is only "Alias for field number N", and the class
+    docstring's ``Attributes:`` section already documents each field (keeping
+    both would describe the same object twice).
+    """
+    doc = getattr(obj, "__doc__", None) or ""
+    if what == "class" and doc.startswith("Alias for field number"):
+        return True
+    return None
+
+
+def setup(app: Any) -> None:
+    """Connect this configuration's event handlers."""
+    app.connect("autodoc-skip-member", _skip_namedtuple_fields)
