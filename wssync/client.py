@@ -18,7 +18,7 @@ from .sansio.extensions.base import ClientExtensionFactory
 from .sansio.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from .sansio.handshake import USER_AGENT, ClientHandshake
 from .sansio.headers import HeadersLike
-from .sansio.http11 import parse_response
+from .sansio.http11 import Response, ResponseParser
 from .sansio.protocol import Protocol, Side
 from .sansio.uri import WebSocketURI, parse_uri
 
@@ -237,18 +237,21 @@ def _wrap_tls(
     return context.wrap_socket(sock, server_hostname=server_hostname)
 
 
-def _read_response(sock: socket.socket, deadline: float | None) -> tuple[Any, bytes]:
+def _read_response(
+    sock: socket.socket, deadline: float | None
+) -> tuple[Response, bytes]:
     """Read the handshake response; return it with the bytes that followed it."""
     buffer = bytearray()
+    parser = ResponseParser()  # resumes where it stopped: linear in bytes
     while True:
-        parsed = parse_response(buffer)
+        parsed = parser.parse(buffer)
         if parsed is not None:
             response, consumed = parsed
             return response, bytes(buffer[consumed:])
         sock.settimeout(_remaining(deadline))
         data = sock.recv(HANDSHAKE_READ_SIZE)
         if not data:
-            parsed = parse_response(buffer, eof=True)
+            parsed = parser.parse(buffer, eof=True)
             if parsed is None:
                 raise InvalidMessage("connection closed during the opening handshake")
             return parsed[0], b""

@@ -25,9 +25,9 @@ from .connection import Connection
 from .exceptions import InvalidHandshake, InvalidMessage
 from .sansio.extensions.base import ServerExtensionFactory
 from .sansio.extensions.permessage_deflate import ServerPerMessageDeflateFactory
-from .sansio.handshake import USER_AGENT, ServerHandshake
+from .sansio.handshake import USER_AGENT, Accepted, ServerHandshake
 from .sansio.headers import build_www_authenticate_basic, parse_authorization_basic
-from .sansio.http11 import Request, Response, parse_request
+from .sansio.http11 import Request, RequestParser, Response
 from .sansio.protocol import Protocol, Side, State
 from .waiting import Waker, wait_socket
 
@@ -52,34 +52,50 @@ HANDSHAKE_READ_SIZE = 4096
 
 
 class ServerConnection(Connection):
-    """A connection accepted by a :class:`ThreadingServer`.
+    """A connection accepted by a :class:`ThreadingServer` or :mod:`wssync.wsgi`.
 
     ``username`` is set by :func:`basic_auth` when it lets a request in.
+
+    Not created directly: the handshake options are those of
+    :class:`ThreadingServer` (``extensions`` being the factories to offer),
+    and the other options are those of the connection.
     """
 
     username: str | None = None
 
     def __init__(
-        self, sock: socket.socket, server: ThreadingServer, **options: Any
+        self,
+        sock: socket.socket,
+        server: ThreadingServer | None = None,
+        *,
+        origins: Sequence[Origin] | None = None,
+        extensions: Sequence[ServerExtensionFactory] = (),
+        subprotocols: Sequence[str] | None = None,
+        select_subprotocol: Callable[[ServerConnection, Sequence[str]], str | None]
+        | None = None,
+        server_header: str | None = USER_AGENT,
+        **options: Any,
     ) -> None:
-        max_size = options.pop("max_size")
+        max_size = options.pop("max_size", 2**20)
         # A placeholder core until the handshake tells which extensions apply.
         super().__init__(sock, Protocol(Side.SERVER, max_size=max_size), **options)
+        #: The :class:`ThreadingServer` that accepted the connection; ``None``
+        #: when it was made otherwise (see :mod:`wssync.wsgi`).
         self.server = server
         self._max_size = max_size
         select = None
-        chooser = server.select_subprotocol
+        chooser = select_subprotocol
         if chooser is not None:
 
             def select(subprotocols: Sequence[str]) -> str | None:
                 return chooser(self, subprotocols)
 
         self._handshake = ServerHandshake(
-            origins=server.origins,
-            extensions=server._extensions,
-            subprotocols=server.subprotocols,
+            origins=origins,
+            extensions=extensions,
+            subprotocols=subprotocols,
             select_subprotocol=select,
-            server_header=server.server_header,
+            server_header=server_header,
         )
 
     def respond(self, status: int, text: str) -> Response:
@@ -102,9 +118,10 @@ class ServerConnection(Connection):
         """
         sock = self.socket
         buffer = bytearray()
+        parser = RequestParser()  # resumes where it stopped: linear in bytes
         while True:
             try:
-                parsed = parse_request(buffer)
+                parsed = parser.parse(buffer)
             except InvalidMessage as exc:
                 self.logger.info("invalid handshake request: %s", exc)
                 self._send_response(self._handshake.reject(exc.status_code, f"{exc}\n"))
@@ -122,6 +139,7 @@ class ServerConnection(Connection):
         self.request = request
 
         server = self.server
+        assert server is not None
         if server.max_connections is not None and (
             len(server.connections) >= server.max_connections
         ):
@@ -145,6 +163,20 @@ class ServerConnection(Connection):
         self._send_response(response)
         if response.status_code != 101:
             return False
+        self._switch_protocols(accepted, bytes(buffer[consumed:]))
+        return True
+
+    def _switch_protocols(self, accepted: Accepted, leftover: bytes = b"") -> None:
+        """Go live once the 101 response was sent.
+
+        Shared by :meth:`_open` and :func:`wssync.wsgi.accept`, which parses
+        no request itself but gets it from a WSGI server.
+
+        Args:
+            accepted: The handshake's decision.
+            leftover: Bytes that followed the request: the first frames,
+                if the client didn't wait.
+        """
         self.protocol = Protocol(
             Side.SERVER,
             extensions=accepted.extensions,
@@ -152,8 +184,7 @@ class ServerConnection(Connection):
             logger=self.logger,
         )
         self.subprotocol = accepted.subprotocol
-        self._start(bytes(buffer[consumed:]))
-        return True
+        self._start(leftover)
 
     def _send_response(self, response: Response) -> None:
         if "Date" not in response.headers:
@@ -252,14 +283,7 @@ class ThreadingServer:
     ) -> None:
         self.handler = handler
         self._pass_path = _takes_path(handler)
-        if extensions is None:
-            if compression == "deflate":
-                extensions = [ServerPerMessageDeflateFactory()]
-            elif compression is None:
-                extensions = []
-            else:
-                raise ValueError(f"unsupported compression: {compression}")
-        self._extensions = list(extensions)
+        self._extensions = _extension_factories(compression, extensions)
         self.ssl = ssl
         self.origins = origins
         self.subprotocols = subprotocols
@@ -390,7 +414,16 @@ class ThreadingServer:
                     client = self.ssl.wrap_socket(client, server_side=True)
                     with self._lock:
                         self._opening.add(client)
-                connection = ServerConnection(client, self, **self._options)
+                connection = ServerConnection(
+                    client,
+                    self,
+                    origins=self.origins,
+                    extensions=self._extensions,
+                    subprotocols=self.subprotocols,
+                    select_subprotocol=self.select_subprotocol,
+                    server_header=self.server_header,
+                    **self._options,
+                )
                 if self._shutdown_requested:
                     return
                 opened = connection._open(deadline)
@@ -496,6 +529,19 @@ class ThreadingServer:
         except OSError:
             address = "closed"
         return f"<ThreadingServer {address!r}>"
+
+
+def _extension_factories(
+    compression: str | None, extensions: Sequence[ServerExtensionFactory] | None
+) -> list[ServerExtensionFactory]:
+    """The extension factories for the ``compression`` and ``extensions`` options."""
+    if extensions is not None:
+        return list(extensions)
+    if compression == "deflate":
+        return [ServerPerMessageDeflateFactory()]
+    if compression is None:
+        return []
+    raise ValueError(f"unsupported compression: {compression}")
 
 
 def _takes_path(handler: Handler) -> bool:
