@@ -1,0 +1,202 @@
+"""connect(), unix_connect() and reconnect() against wssync servers on loopback."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import wssync
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def echo(ws: wssync.ServerConnection) -> None:
+    for message in ws:
+        ws.send(message)
+
+
+def request_headers(ws: wssync.ServerConnection) -> None:
+    assert ws.request is not None
+    for name, value in ws.request.headers.raw_items():
+        ws.send(f"{name}: {value}")
+    ws.send("end")
+
+
+@pytest.fixture
+def server_factory() -> Iterator[Any]:
+    servers: list[wssync.ThreadingServer] = []
+
+    def start(handler: Any = echo, **options: Any) -> wssync.ThreadingServer:
+        server = wssync.serve(handler, "127.0.0.1", 0, **options)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.shutdown()
+
+
+def received_headers(ws: wssync.ClientConnection) -> dict[str, str]:
+    headers = {}
+    while (line := ws.recv(timeout=5)) != "end":
+        assert isinstance(line, str)
+        name, value = line.split(": ", 1)
+        headers[name.lower()] = value
+    return headers
+
+
+def test_request_headers(server_factory: Any) -> None:
+    server = server_factory(request_headers)
+    with wssync.connect(
+        f"ws://127.0.0.1:{server.port}/",
+        origin="https://example.com",
+        additional_headers={"X-Token": "abc"},
+        subprotocols=["chat"],
+    ) as ws:
+        headers = received_headers(ws)
+    assert headers["host"] == f"127.0.0.1:{server.port}"
+    assert headers["origin"] == "https://example.com"
+    assert headers["x-token"] == "abc"
+    assert headers["sec-websocket-protocol"] == "chat"
+    assert re.fullmatch(r"wssync/\S+ Python/\d+\.\d+", headers["user-agent"])
+    assert "permessage-deflate" in headers["sec-websocket-extensions"]
+
+
+def test_additional_headers_as_pairs_and_headers(server_factory: Any) -> None:
+    server = server_factory(request_headers)
+    pairs = [("X-A", "1"), ("X-B", "2")]
+    with wssync.connect(
+        f"ws://127.0.0.1:{server.port}/", additional_headers=pairs
+    ) as ws:
+        headers = received_headers(ws)
+    assert (headers["x-a"], headers["x-b"]) == ("1", "2")
+    with wssync.connect(
+        f"ws://127.0.0.1:{server.port}/",
+        additional_headers=wssync.Headers({"X-C": "3"}),
+    ) as ws:
+        assert received_headers(ws)["x-c"] == "3"
+
+
+def test_user_agent_header_and_compression_off(server_factory: Any) -> None:
+    server = server_factory(request_headers)
+    with wssync.connect(
+        f"ws://127.0.0.1:{server.port}/", user_agent_header=None, compression=None
+    ) as ws:
+        headers = received_headers(ws)
+    assert "user-agent" not in headers
+    assert "sec-websocket-extensions" not in headers
+    with wssync.connect(
+        f"ws://127.0.0.1:{server.port}/", user_agent_header="bot/1"
+    ) as ws:
+        assert received_headers(ws)["user-agent"] == "bot/1"
+
+
+def test_connect_over_given_socket(server_factory: Any) -> None:
+    server = server_factory()
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    with wssync.connect("ws://example.invalid/", sock=sock) as ws:
+        ws.send("via sock")
+        assert ws.recv(timeout=5) == "via sock"
+
+
+def test_connection_handshake_objects(server_factory: Any) -> None:
+    server = server_factory()
+    with wssync.connect(f"ws://127.0.0.1:{server.port}/a/b?c=d") as ws:
+        assert ws.request is not None and ws.response is not None
+        assert ws.request.path == "/a/b?c=d"
+        assert ws.path == "/a/b?c=d"
+        assert ws.response.status_code == 101
+        assert ws.response.reason_phrase == "Switching Protocols"
+        assert isinstance(ws, wssync.ClientConnection)
+        assert ws.state is wssync.State.OPEN
+
+
+def test_redirect_followed(server_factory: Any) -> None:
+    target = server_factory()
+
+    def redirect(connection: wssync.ServerConnection, request: wssync.Request) -> Any:
+        response = connection.respond(302, "moved\n")
+        response.headers["Location"] = f"ws://127.0.0.1:{target.port}/moved"
+        return response
+
+    origin = server_factory(process_request=redirect)
+    with wssync.connect(f"ws://127.0.0.1:{origin.port}/") as ws:
+        assert ws.path == "/moved"
+        ws.send("after redirect")
+        assert ws.recv(timeout=5) == "after redirect"
+
+
+def test_relative_redirect_followed(server_factory: Any) -> None:
+    def redirect(connection: wssync.ServerConnection, request: wssync.Request) -> Any:
+        if request.path == "/old":
+            response = connection.respond(301, "moved\n")
+            response.headers["Location"] = "/new"
+            return response
+        return None
+
+    server = server_factory(process_request=redirect)
+    with wssync.connect(f"ws://127.0.0.1:{server.port}/old") as ws:
+        assert ws.path == "/new"
+
+
+def test_redirect_loop_gives_up(server_factory: Any) -> None:
+    def loop(connection: wssync.ServerConnection, request: wssync.Request) -> Any:
+        response = connection.respond(307, "again\n")
+        response.headers["Location"] = "/again"
+        return response
+
+    server = server_factory(process_request=loop)
+    with pytest.raises(wssync.InvalidHandshake, match="redirects"):
+        wssync.connect(f"ws://127.0.0.1:{server.port}/")
+
+
+def test_invalid_status_carries_response(server_factory: Any) -> None:
+    def refuse(connection: wssync.ServerConnection, request: wssync.Request) -> Any:
+        return connection.respond(404, "nothing here\n")
+
+    server = server_factory(process_request=refuse)
+    with pytest.raises(wssync.InvalidStatus) as info:
+        wssync.connect(f"ws://127.0.0.1:{server.port}/")
+    assert info.value.response.status_code == 404
+    assert info.value.response.body == b"nothing here\n"
+
+
+def test_reconnect_yields_new_connection_after_drop(server_factory: Any) -> None:
+    count = 0
+    lock = threading.Lock()
+
+    def greet_then_drop(ws: wssync.ServerConnection) -> None:
+        nonlocal count
+        with lock:
+            count += 1
+            number = count
+        ws.send(f"connection {number}")
+        ws.close(1012, "restarting")
+
+    server = server_factory(greet_then_drop)
+    greetings = []
+    for ws in wssync.reconnect(f"ws://127.0.0.1:{server.port}/"):
+        try:
+            for message in ws:
+                greetings.append(message)
+        except wssync.ConnectionClosedError:
+            pass
+        if len(greetings) == 3:
+            break
+    assert greetings == ["connection 1", "connection 2", "connection 3"]
+
+
+def test_reconnect_raises_on_fatal_error(server_factory: Any) -> None:
+    def forbid(connection: wssync.ServerConnection, request: wssync.Request) -> Any:
+        return connection.respond(403, "no\n")
+
+    server = server_factory(process_request=forbid)
+    with pytest.raises(wssync.InvalidStatus):
+        next(iter(wssync.reconnect(f"ws://127.0.0.1:{server.port}/")))
+    with pytest.raises(wssync.InvalidURI):
+        next(iter(wssync.reconnect("http://127.0.0.1/")))
