@@ -94,6 +94,10 @@ _PONG = Opcode.PONG
 
 _utf8_decode = codecs.utf_8_decode
 
+# Frame(...) goes through a Python-level __new__; tuple.__new__ builds the
+# same NamedTuple in C, twice as fast, for the frames built on the hot path.
+_new_frame = tuple.__new__
+
 
 class _Utf8Validator:
     """Validate UTF-8 fed in pieces, failing on the first invalid byte.
@@ -837,10 +841,10 @@ class Protocol:
                     rsv & 0x10 != 0,
                 )
             else:
-                frame = Frame(opcode, payload, fin)
-            max_size = self.max_size
+                frame = _new_frame(Frame, (opcode, payload, fin, False, False, False))
             extensions = self.extensions
             if extensions:
+                max_size = self.max_size
                 budget = None if max_size is None else max_size - self._msg_size
                 # RFC 6455 §9.1: decode in the reverse order of encoding.
                 for extension in reversed(extensions):
@@ -848,13 +852,19 @@ class Protocol:
                 if frame.rsv1 or frame.rsv2 or frame.rsv3:
                     # RFC 6455 §5.2: no extension took care of these bits.
                     raise ProtocolError("reserved bits set")
-            size = self._msg_size + len(frame.data)
-            if max_size is not None and size > max_size:
-                raise PayloadTooBig(
-                    f"message over size limit ({size} > {max_size} bytes)"
-                )
+                if budget is not None and len(frame.data) > budget:
+                    raise PayloadTooBig(
+                        f"message over size limit "
+                        f"({self._msg_size + len(frame.data)} > {max_size} bytes)"
+                    )
+            # Without extensions, the check of the header was exact.
 
-            text = self._msg_opcode is _TEXT if opcode is _CONT else opcode is _TEXT
+            if opcode is _BINARY:
+                text = False
+            elif opcode is _TEXT:
+                text = True
+            else:
+                text = self._msg_opcode is _TEXT
             if text and not validated:
                 # RFC 6455 §8.1: text messages MUST be valid UTF-8.
                 validator = self._utf8
@@ -869,16 +879,19 @@ class Protocol:
                     validator = self._utf8 = _Utf8Validator()
                     validator.feed(frame.data, False)
 
-            if fin:
+            if not fin:
+                if opcode is not _CONT:
+                    self._msg_opcode = opcode
+                    self._msg_rsv = rsv != 0
+                self._msg_size += len(frame.data)
+            elif opcode is _CONT or validated:
+                # The end of a fragmented message, or of a text frame that
+                # was validated while it arrived: forget the message. (A
+                # message in a single frame leaves nothing to forget.)
                 self._msg_opcode = None
                 self._msg_size = 0
                 self._msg_rsv = False
                 self._utf8 = None
-            else:
-                if opcode is not _CONT:
-                    self._msg_opcode = opcode
-                    self._msg_rsv = rsv != 0
-                self._msg_size = size
             if self.debug:
                 self.logger.debug("< %s", _describe(frame))
             self._events.append(frame)
