@@ -1,16 +1,20 @@
 """WebSocket endpoints inside WSGI applications, on the WSGI server's own port.
 
 WSGI has no notion of a connection that outlives its request, so a WebSocket
-endpoint takes the request's socket over from the WSGI server: :func:`accept`
-completes the opening handshake on it and returns a
-:class:`~wssync.ServerConnection`; the worker thread runs the WebSocket handler;
-when the handler is done, :func:`release` tells the WSGI server that the
-connection is gone, so that it writes no HTTP response on it and moves on::
+endpoint takes the request's connection over from the WSGI server:
+:func:`accept` completes the opening handshake on it and returns a
+:class:`~wssync.ServerConnection`; the worker thread serves the WebSocket;
+then :func:`release` hands the worker back, telling the WSGI server that the
+connection is gone, so that it writes no HTTP response on it, logs no error
+and doesn't wait for another request on it::
 
-    from wssync.wsgi import accept, release
+    from wssync.wsgi import HandshakeRejected, accept, release
 
     def app(environ, start_response):
-        ws = accept(environ)
+        try:
+            ws = accept(environ)
+        except HandshakeRejected as exc:  # not a WebSocket handshake
+            return exc(environ, start_response)
         with ws:
             for message in ws:
                 ws.send(message)
@@ -19,25 +23,28 @@ connection is gone, so that it writes no HTTP response on it and moves on::
 :func:`websocket_app` does all of that for a handler; :mod:`wssync.flask` and
 :mod:`wssync.django` build on it.
 
-Servers that hand over their sockets, and how (each was checked by running it;
-``tests/test_wsgi.py`` keeps checking):
+Servers that hand their connection over, and how they give it (each was
+checked by running it; ``tests/test_wsgi.py`` keeps checking):
 
-* werkzeug's development server (``flask run``, ``app.run()``) puts the
+* werkzeug's development server (``flask run``, ``app.run()``) puts its
   socket in ``environ["werkzeug.socket"]``.
 * gunicorn, with the ``sync`` and ``gthread`` workers, puts it in
   ``environ["gunicorn.socket"]``.
-* :mod:`wsgiref`, which Django's ``runserver`` extends, reads the request
-  through ``environ["wsgi.input"]``: a buffered reader over the socket
-  (wrapped in a ``LimitedStream`` by Django). The socket is found through the
-  reader's file descriptor.
+* :mod:`wsgiref`, which Django's ``runserver`` extends, passes the buffered
+  reader over its socket as ``environ["wsgi.input"]`` (Django wraps it in a
+  ``LimitedStream``); the reader's file descriptor is the socket's.
 
-Servers that buffer the request in memory or in a file and do their own I/O
+Servers that read the request into memory or a file and do their own I/O
 (waitress, uWSGI, mod_wsgi, cheroot...) have no socket to give: :func:`accept`
-raises :exc:`UnsupportedServer`, naming the servers above.
+raises :exc:`UnsupportedServer`, naming the servers above. So does a TLS
+connection (TLS state can't be shared): terminate TLS in a proxy.
 
 wssync works on a duplicate of the server's file descriptor, so that the
-server's socket object stays valid for it to close in its own way, and puts
-the descriptor back in the blocking mode it found once the connection ended.
+server's socket object stays valid for the server to close in its own way.
+When the WebSocket connection ended, :func:`release` shuts the TCP connection
+down and puts the descriptor back in the blocking mode it found; how each
+server is then told to let go is written down next to the code
+(:func:`release` and ``_ConnectionTakenOver``).
 """
 
 from __future__ import annotations
