@@ -272,6 +272,17 @@ def test_serialize_flags(fields: dict[str, bool], first: int) -> None:
     assert serialize_frame(frame, mask=False)[0][0] == first
 
 
+def test_serialize_with_a_given_key() -> None:
+    key = bytes([0x37, 0xFA, 0x21, 0x3D])
+    assert serialize_frame(Frame(Opcode.TEXT, b"Hello"), mask=True, key=key) == [
+        b"\x81\x85" + key + bytes([0x7F, 0x9F, 0x4D, 0x51, 0x58])
+    ]
+    # The key is only for masked frames.
+    assert serialize_frame(Frame(Opcode.TEXT, b"Hello"), mask=False, key=key) == [
+        b"\x81\x05Hello"
+    ]
+
+
 def test_serialize_uses_fresh_keys() -> None:
     frame = Frame(Opcode.BINARY, b"same payload")
     keys = {serialize_frame(frame, mask=True)[0][2:6] for _ in range(20)}

@@ -1299,11 +1299,25 @@ def test_send_control_frame_too_long(side: Side, method: str) -> None:
 
 def test_client_masks_with_fresh_keys() -> None:
     protocol = Protocol(Side.CLIENT)
-    for _ in range(10):
+    # More frames than keys drawn at once from os.urandom().
+    for _ in range(300):
         protocol.send_binary(b"same")
     data = b"".join(protocol.data_to_send())
-    keys = {data[i + 2 : i + 6] for i in range(0, len(data), 10)}
-    assert len(keys) > 1
+    assert len(data) == 300 * 10
+    keys = [data[i + 2 : i + 6] for i in range(0, len(data), 10)]
+    # 300 random 32-bit keys: a collision has a probability of 1e-5.
+    assert len(set(keys)) >= 299
+    assert output_of(data) == [b"same"] * 300
+
+
+def output_of(data: bytes) -> list[bytes]:
+    payloads = []
+    for i in range(0, len(data), 10):
+        key = data[i + 2 : i + 6]
+        payloads.append(
+            bytes(b ^ key[j % 4] for j, b in enumerate(data[i + 6 : i + 10]))
+        )
+    return payloads
 
 
 # --- extensions --------------------------------------------------------------

@@ -240,7 +240,9 @@ def apply_mask(data: BytesLike, mask: bytes) -> bytes:
     return b"".join(chunks)
 
 
-def serialize_frame(frame: Frame, *, mask: bool) -> list[bytes]:
+def serialize_frame(
+    frame: Frame, *, mask: bool, key: bytes | None = None
+) -> list[bytes]:
     """Serialize a frame into chunks of bytes ready to be sent.
 
     Args:
@@ -251,6 +253,9 @@ def serialize_frame(frame: Frame, *, mask: bool) -> list[bytes]:
             and servers MUST NOT (RFC 6455 §5.1). Keys come from
             :func:`os.urandom` (§5.3: "derived from a strong source of
             entropy").
+        key: The 4-byte masking key to use when ``mask`` is true, instead of
+            a fresh one from :func:`os.urandom`; it must come from a strong
+            source of entropy too.
 
     Returns:
         One chunk when the payload is masked or small; ``[header, payload]``
@@ -275,7 +280,8 @@ def serialize_frame(frame: Frame, *, mask: bool) -> list[bytes]:
     else:
         header = _pack_long(first, mask_bit | 127, size)
     if mask:
-        key = os.urandom(4)
+        if key is None:
+            key = os.urandom(4)
         return [header + key + apply_mask(data, key)]
     if size < _JOIN_LIMIT:
         return [header + data]

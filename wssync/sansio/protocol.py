@@ -33,8 +33,9 @@ from __future__ import annotations
 import codecs
 import enum
 import logging
+import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, NoReturn, Optional, Union
 
 from wssync.exceptions import (
     ConnectionClosed,
@@ -231,6 +232,11 @@ class Protocol:
         # MUST NOT mask, and each side fails the connection on a frame masked
         # the wrong way.
         self._mask = side is Side.CLIENT
+        # Masking keys, drawn from os.urandom() 64 at a time: one getrandom()
+        # system call per frame costs as much as the rest of sending a small
+        # frame. Each key is still 4 fresh random bytes (RFC 6455 §5.3).
+        self._keys = b""
+        self._keys_pos = 0
         self._mask_bit_expected = 0x80 if side is Side.SERVER else 0
 
         self._events: list[Frame] = []
@@ -428,13 +434,10 @@ class Protocol:
             InvalidState: The connection isn't OPEN.
             ProtocolError: A fragmented message is in progress.
         """
-        self._check_open()
-        if self._send_fragmented:
-            raise ProtocolError("expected a continuation frame")
+        if self.state is not State.OPEN or self._send_fragmented:
+            self._refuse_data_frame(continuation=False)
         self._send_fragmented = not fin
-        if type(data) is not bytes:
-            data = bytes(data)
-        self._send_data(Frame(_TEXT, data, fin))
+        self._send_data(_TEXT, data, fin)
 
     def send_binary(self, data: BytesLike, fin: bool = True) -> None:
         """Send a binary frame: a message, or the first fragment of one.
@@ -447,13 +450,10 @@ class Protocol:
             InvalidState: The connection isn't OPEN.
             ProtocolError: A fragmented message is in progress.
         """
-        self._check_open()
-        if self._send_fragmented:
-            raise ProtocolError("expected a continuation frame")
+        if self.state is not State.OPEN or self._send_fragmented:
+            self._refuse_data_frame(continuation=False)
         self._send_fragmented = not fin
-        if type(data) is not bytes:
-            data = bytes(data)
-        self._send_data(Frame(_BINARY, data, fin))
+        self._send_data(_BINARY, data, fin)
 
     def send_continuation(self, data: BytesLike, fin: bool) -> None:
         """Send the next fragment of a message.
@@ -466,13 +466,10 @@ class Protocol:
             InvalidState: The connection isn't OPEN.
             ProtocolError: No fragmented message is in progress.
         """
-        self._check_open()
-        if not self._send_fragmented:
-            raise ProtocolError("unexpected continuation frame")
+        if self.state is not State.OPEN or not self._send_fragmented:
+            self._refuse_data_frame(continuation=True)
         self._send_fragmented = not fin
-        if type(data) is not bytes:
-            data = bytes(data)
-        self._send_data(Frame(_CONT, data, fin))
+        self._send_data(_CONT, data, fin)
 
     def send_close(self, code: int | None = None, reason: str = "") -> None:
         """Start the closing handshake (RFC 6455 §7.1.2).
@@ -584,6 +581,14 @@ class Protocol:
             # frames after sending a Close frame".
             raise InvalidState(f"connection is {self.state.name}")
 
+    def _refuse_data_frame(self, *, continuation: bool) -> NoReturn:
+        self._check_open()
+        # RFC 6455 §5.4: the fragments of a message are not interleaved with
+        # other messages.
+        if continuation:
+            raise ProtocolError("unexpected continuation frame")
+        raise ProtocolError("expected a continuation frame")
+
     def _send_control(self, opcode: Opcode, data: BytesLike) -> None:
         self._check_open()
         if len(data) > 125:
@@ -592,16 +597,31 @@ class Protocol:
             raise ProtocolError("control frame payload is longer than 125 bytes")
         self._send_frame(Frame(opcode, bytes(data)))
 
-    def _send_data(self, frame: Frame) -> None:
-        # RFC 6455 §9.1: extensions apply in the order they were negotiated.
-        for extension in self.extensions:
-            frame = extension.encode(frame)
+    def _send_data(self, opcode: Opcode, data: BytesLike, fin: bool) -> None:
+        if type(data) is not bytes:
+            # The frame may wait in the output after the call returns: don't
+            # keep a reference to a buffer the caller may change.
+            data = bytes(data)
+        frame = _new_frame(Frame, (opcode, data, fin, False, False, False))
+        if self.extensions:
+            # RFC 6455 §9.1: extensions apply in the order they were negotiated.
+            for extension in self.extensions:
+                frame = extension.encode(frame)
         self._send_frame(frame)
 
     def _send_frame(self, frame: Frame) -> None:
         if self.debug:
             self.logger.debug("> %s", _describe(frame))
-        self._output += _serialize_frame(frame, mask=self._mask)
+        if self._mask:
+            pos = self._keys_pos
+            if pos == len(self._keys):
+                self._keys = os.urandom(256)
+                pos = 0
+            self._keys_pos = pos + 4
+            key = self._keys[pos : pos + 4]
+            self._output += _serialize_frame(frame, mask=True, key=key)
+        else:
+            self._output += _serialize_frame(frame, mask=False)
 
     def _send_eof(self) -> None:
         if self.debug:
