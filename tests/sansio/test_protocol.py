@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import tracemalloc
 from typing import Callable, NamedTuple
 
 import pytest
@@ -384,6 +385,23 @@ def test_large_text_in_small_chunks_is_linear(side: Side) -> None:
     for i in range(0, len(frame), 1000):
         protocol.receive_data(frame[i : i + 1000])
     assert protocol.events_received() == [Frame(Opcode.TEXT, data)]
+
+
+def test_trickled_frame_is_stored_compactly(side: Side) -> None:
+    # A peer sending a frame one byte per TCP segment must not make each byte
+    # cost a Python object.
+    protocol = Protocol(side)
+    frame = peer(side)(TEXT, b"x" * 100_000)
+    tracemalloc.start()
+    try:
+        for i in range(len(frame) - 1):
+            protocol.receive_data(frame[i : i + 1])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000
+    protocol.receive_data(frame[-1:])
+    assert protocol.events_received() == [Frame(Opcode.TEXT, b"x" * 100_000)]
 
 
 def test_big_chunk_with_many_frames_and_a_partial_one(

@@ -260,7 +260,7 @@ class Protocol:
         self._cur_opcode = Opcode.CONT
         self._cur_length = 0
         self._cur_key: bytes | None = None
-        self._cur_parts: list[bytes] = []
+        self._cur_parts: list[bytes | bytearray] = []
         self._cur_received = 0
         self._cur_validate = False
 
@@ -817,7 +817,16 @@ class Protocol:
             if offset:
                 key = key[offset:] + key[:offset]
             part = apply_mask(part, key)
-        self._cur_parts.append(part)
+        parts = self._cur_parts
+        if len(part) >= 4096:
+            # Big parts are kept as they are and joined once at the end.
+            parts.append(part)
+        elif parts and type(parts[-1]) is bytearray:
+            # Small ones are coalesced: a peer trickling a frame one byte at
+            # a time must not cost a 33-byte object per byte.
+            parts[-1] += part
+        else:
+            parts.append(bytearray(part))
         self._cur_received += len(part)
         if self._cur_validate:
             assert self._utf8 is not None
