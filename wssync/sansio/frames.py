@@ -223,21 +223,27 @@ def apply_mask(data: BytesLike, mask: bytes) -> bytes:
         return (int.from_bytes(data, "big") ^ int.from_bytes(key, "big")).to_bytes(
             size, "big"
         )
-    # Big payloads: block by block. The block size is a multiple of 4, so
-    # every block starts at the same phase of the key.
+    return b"".join(_mask_blocks(data, mask))
+
+
+def _mask_blocks(data: BytesLike, mask: bytes) -> list[bytes]:
+    """Mask a big payload block by block; return the masked blocks."""
+    # The block size is a multiple of 4: every block starts at the same phase
+    # of the key.
+    size = len(data)
     view = memoryview(data)
     block_key = int.from_bytes(mask * (_MASK_BLOCK // 4), "big")
     from_bytes = int.from_bytes
     last = size - size % _MASK_BLOCK
-    chunks = [
+    blocks = [
         (from_bytes(view[start : start + _MASK_BLOCK], "big") ^ block_key).to_bytes(
             _MASK_BLOCK, "big"
         )
         for start in range(0, last, _MASK_BLOCK)
     ]
     if last < size:
-        chunks.append(apply_mask(view[last:], mask))
-    return b"".join(chunks)
+        blocks.append(apply_mask(view[last:], mask))
+    return blocks
 
 
 def serialize_frame(
@@ -282,7 +288,12 @@ def serialize_frame(
     if mask:
         if key is None:
             key = os.urandom(4)
-        return [header + key + apply_mask(data, key)]
+        if size <= _MASK_BLOCK:
+            return [header + key + apply_mask(data, key)]
+        # Join the header and the masked blocks at once: one copy, not two.
+        blocks = _mask_blocks(data, key)
+        blocks.insert(0, header + key)
+        return [b"".join(blocks)]
     if size < _JOIN_LIMIT:
         return [header + data]
     return [header, data]
