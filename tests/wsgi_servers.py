@@ -70,6 +70,7 @@ def command(kind: str, target: str) -> tuple[list[str], Path, str]:
         if worker == "gthread":
             args += ["--threads", "32"]
         args += ["-b", "127.0.0.1:0", "--access-logfile", "-", "--log-level", "info"]
+        args += ["--graceful-timeout", "5"]
         args += _gunicorn_options()
         return [*args, target], cwd, r"Listening at: http://127\.0\.0\.1:(\d+)"
     if kind == "runserver":
@@ -142,9 +143,12 @@ class ServerProcess:
     def stop(self) -> str:
         """Stop the server (idempotent) and return all it printed."""
         if self.process.poll() is None:
-            # SIGINT: gunicorn's quick shutdown, KeyboardInterrupt for the
-            # others; all of them exit at once.
-            self.process.send_signal(signal.SIGINT)
+            # gunicorn: SIGTERM, its graceful shutdown, lets a worker finish
+            # the request in progress (SIGINT would interrupt it and log an
+            # error). The others: SIGINT, a KeyboardInterrupt in the main
+            # thread, which only accepts connections.
+            graceful = self.kind.startswith("gunicorn")
+            self.process.send_signal(signal.SIGTERM if graceful else signal.SIGINT)
             try:
                 self.process.wait(TIMEOUT)
             except subprocess.TimeoutExpired:

@@ -61,6 +61,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Callable, Optional
 
 from .exceptions import InvalidHandshake, WebSocketException
+from .sansio.handshake import Accepted
 from .sansio.headers import Headers
 from .sansio.http11 import Request, Response
 from .server import ServerConnection, _extension_factories
@@ -88,8 +89,8 @@ SUPPORTED_SERVERS = (
 #: Where :func:`accept` leaves its bookkeeping for :func:`release`.
 _ENVIRON_KEY = "wssync.takeover"
 
-#: Seconds to send the 101 response when ``open_timeout`` is ``None``: the
-#: client asked for it a moment ago, so its receive window is open.
+#: Default ``open_timeout``: seconds to send the 101 response, as for
+#: :class:`~wssync.ThreadingServer` (the request was read by the WSGI server).
 _DEFAULT_OPEN_TIMEOUT = 10.0
 
 logger = logging.getLogger("wssync.server")
@@ -181,11 +182,10 @@ class _Takeover:
         # attempts fails with EPIPE, so no byte of HTTP can follow the
         # WebSocket on the wire. (shutdown, unlike close, acts on the
         # connection, not on one descriptor.)
-        with (
-            contextlib.suppress(OSError),
-            socket.socket(fileno=os.dup(self.server_fd)) as sock,
-        ):
-            sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            sock = socket.socket(fileno=os.dup(self.server_fd))
+            with sock:
+                sock.shutdown(socket.SHUT_RDWR)
         # Our descriptor is a duplicate, but O_NONBLOCK belongs to the open
         # file description that both share: restore it for the server.
         with contextlib.suppress(OSError):  # the server closed it already
@@ -220,7 +220,7 @@ def _request(environ: Environ) -> Request:
     return Request(path, headers, environ.get("REQUEST_METHOD", "GET"))
 
 
-def _check_handshake(connection: ServerConnection, environ: Environ) -> Any:
+def _check_handshake(connection: ServerConnection, environ: Environ) -> Accepted:
     """Run the handshake checks; raise :exc:`HandshakeRejected` if they fail."""
     handshake = connection._handshake
     try:
