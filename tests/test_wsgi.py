@@ -78,6 +78,14 @@ def test_handler_failure(server: ServerProcess) -> None:
     check_handler_failure(server.url("/fail"), server.url("/echo"))
 
 
+def test_handler_reading_after_close(server: ServerProcess) -> None:
+    """ConnectionClosedOK out of a handler is no error (test_log_is_clean)."""
+    with wssync.connect(server.url("/recv-twice")) as ws:
+        ws.send("once")
+        assert ws.recv(timeout=10) == "once"
+    assert ws.close_code == 1000
+
+
 def test_wire_after_client_close(server: ServerProcess) -> None:
     check_wire_after_close(server.port, "/echo")
 

@@ -60,7 +60,12 @@ import urllib.parse
 from collections.abc import Iterable, Iterator
 from typing import Any, Callable, Optional
 
-from .exceptions import InvalidHandshake, WebSocketException
+from .exceptions import (
+    ConnectionClosed,
+    ConnectionClosedOK,
+    InvalidHandshake,
+    WebSocketException,
+)
 from .sansio.handshake import Accepted
 from .sansio.headers import Headers
 from .sansio.http11 import Request, Response
@@ -502,8 +507,9 @@ def _serve(
     """Accept, run the handler, close the connection and give the socket back.
 
     The connection is closed when the handler returns; if it raises, the
-    error is logged and the close code is 1011, as with
-    :class:`~wssync.ThreadingServer`.
+    error is logged and the close code is 1011. A
+    :exc:`~wssync.ConnectionClosed` escaping the handler only means that the
+    connection ended first: no error.
 
     Returns:
         The rejection to answer if the request wasn't a valid handshake.
@@ -514,6 +520,11 @@ def _serve(
         return exc
     try:
         handler(connection)
+    except ConnectionClosedOK:
+        pass  # the handler read on after a normal close: nothing went wrong
+    except ConnectionClosed as exc:
+        # The peer vanished or broke the protocol: not the handler's bug.
+        connection.logger.info("connection closed: %s", exc)
     except Exception:
         connection.logger.error("connection handler failed", exc_info=True)
         connection.close(1011, "")

@@ -17,6 +17,11 @@ def fail(ws: Any) -> None:
     raise RuntimeError("boom (expected by the test)")
 
 
+def recv_twice(ws: Any) -> None:
+    ws.send(ws.recv())
+    ws.recv()  # the client closed: ConnectionClosedOK, which isn't an error
+
+
 def info(ws: Any) -> None:
     ws.send(f"{ws.request.path} {ws.subprotocol}")
 
@@ -24,6 +29,7 @@ def info(ws: Any) -> None:
 ROUTES = {
     "/echo": websocket_app(echo),
     "/fail": websocket_app(fail),
+    "/recv-twice": websocket_app(recv_twice),
     "/info": websocket_app(info, subprotocols=["chat"]),
 }
 
