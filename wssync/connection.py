@@ -71,6 +71,14 @@ READ_SIZE = 256 * 1024
 #: Most buffers handed to one sendmsg() call (POSIX guarantees 16, Linux 1024).
 _IOV_MAX = 16
 
+#: Keepalive pings remembered while unanswered: their pongs still measure
+#: latency when they come late, in order, after a pause.
+KEEPALIVE_PINGS_TRACKED = 4
+
+#: Longest wait for the application to answer the messages that came before
+#: bad input, before the close frame goes out anyway (see Connection._receive).
+PENDING_FAILURE_DELAY = 1.0
+
 #: Bookkeeping counted per buffered message, so that a flood of empty
 #: messages is bounded too.
 MESSAGE_OVERHEAD = 64
@@ -174,7 +182,11 @@ class Connection:
         self._messages: collections.deque[_Message] = collections.deque()
         self._receiving: _Message | None = None  # message whose fragments arrive
         self._queued = 0  # bytes + overhead of complete messages in _messages
-        self._pings: dict[bytes, tuple[threading.Event, float]] = {}
+        self._pings: dict[bytes, threading.Event] = {}  # user pings, in order
+        # Keepalive pings in flight: payload -> monotonic time sent.
+        self._keepalive_pings: collections.OrderedDict[bytes, float] = (
+            collections.OrderedDict()
+        )
         self._reader: object | None = None  # the reading thread's Waker, or _WATCHER
         self._writer: Waker | None = None  # the waker of a send waiting on the socket
         self._fragmenting = False  # a fragmented message is being sent
@@ -416,13 +428,32 @@ class Connection:
             else:
                 self.protocol.receive_data(data)
             self._dispatch()
-            output = self._take_output()
+            if self.protocol.pending_failure is not None:
+                # The peer's input turned bad after valid messages: give the
+                # application a chance to answer those before the close
+                # frame goes out (the core defers failing until the next
+                # data_to_send). Bounded: the watcher fails it soon anyway.
+                output = 0
+                self._watcher.call_at(
+                    time.monotonic() + PENDING_FAILURE_DELAY,
+                    self._apply_pending_failure,
+                )
+            else:
+                output = self._take_output()
+            closing = self._closing_timer_needed()
         if output:
             self._flush_nowait()
+        if closing:
+            self._arm_close_timer()
+
+    _last_frame_at = 0.0  # monotonic time of the last frame received
 
     def _dispatch(self) -> None:
         """Handle the events the core produced. Called with the lock held."""
-        for frame in self.protocol.events_received():
+        events = self.protocol.events_received()
+        if events:
+            self._last_frame_at = time.monotonic()
+        for frame in events:
             opcode = frame.opcode
             if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
                 message = _Message(opcode is Opcode.TEXT)
@@ -446,8 +477,53 @@ class Connection:
                     if not receiving.taken:
                         self._queued += receiving.size + MESSAGE_OVERHEAD
             elif opcode is Opcode.PONG:
-                self._acknowledge_pings(frame.data)
+                if frame.data in self._keepalive_pings:
+                    self._acknowledge_keepalive(frame.data)
+                else:
+                    self._acknowledge_pings(frame.data)
         self._cond.notify_all()
+
+    def _apply_pending_failure(self) -> None:
+        """Send the close frame of a failure the core deferred (see _receive)."""
+        with self._lock:
+            if self.protocol.pending_failure is None or self._aborted:
+                return
+            self._take_output()
+            closing = self._closing_timer_needed()
+        self._flush_nowait()
+        if closing:
+            self._arm_close_timer()
+
+    def _closing_timer_needed(self) -> bool:
+        """Whether the closing handshake just started. Called with the lock held."""
+        return (
+            not self._close_timer_armed
+            and self.close_timeout is not None
+            and self.protocol.close_expected()
+        )
+
+    _close_timer_armed = False
+
+    def _arm_close_timer(self) -> None:
+        """Bound the closing handshake that the peer or the core started.
+
+        RFC 6455 §7.1.1: the TCP connection should close once the handshake
+        is done; a peer that never closes it must not pin a thread in recv().
+        """
+        with self._lock:
+            if self._close_timer_armed or self.close_timeout is None:
+                return
+            self._close_timer_armed = True
+        self._watcher.call_at(
+            time.monotonic() + self.close_timeout, self._close_timed_out
+        )
+
+    def _close_timed_out(self) -> None:
+        with self._lock:
+            finished = self._finished()
+        if not finished:
+            self.logger.debug("closing handshake timed out; dropping the connection")
+            self._abort(None)
 
     def _paused(self) -> bool:
         """Whether the watcher must stop reading for now (back-pressure).
@@ -819,20 +895,26 @@ class Connection:
     def _register_ping(self, payload: bytes, event: threading.Event) -> None:
         if payload in self._pings:
             raise RuntimeError("already waiting for a pong with the same data")
-        self._pings[payload] = (event, time.monotonic())
+        self._pings[payload] = event
 
     def _acknowledge_pings(self, payload: bytes) -> None:
         """Set the events of the ping matching ``payload`` and of all earlier ones."""
         if payload not in self._pings:
             return
-        now = time.monotonic()
         for key in list(self._pings):
-            event, sent_at = self._pings.pop(key)
-            event.set()
+            self._pings.pop(key).set()
             if key == payload:
-                if key == self._keepalive_payload:
-                    self.latency = now - sent_at
                 break
+
+    def _acknowledge_keepalive(self, payload: bytes) -> None:
+        """Record the round trip of a keepalive ping. Called with the lock held."""
+        sent = self._keepalive_pings
+        self.latency = time.monotonic() - sent[payload]
+        # A pong answers the ping and, implicitly, every earlier one.
+        while sent:
+            if sent.popitem(last=False)[0] == payload:
+                break
+        self._awaiting_pong_since = None
 
     def pong(self, data: Data = b"") -> None:
         """Send an unsolicited pong (a unidirectional heartbeat).
@@ -853,37 +935,59 @@ class Connection:
             self._after_send()
 
     def _keepalive(self) -> None:
-        """Send a keepalive ping; runs in the watcher thread, never blocks."""
+        """Send a keepalive ping; runs in the watcher thread, never blocks.
+
+        Only the last few keepalive pings are remembered, so a peer that is
+        slow to answer costs no memory over time; ``_awaiting_pong_since``
+        says since when a pong is due.
+        """
         if self.ping_interval is None:
             return
         payload = os.urandom(4)
-        event = threading.Event()
         with self._lock:
             if self.protocol.state is not State.OPEN or self._aborted:
                 return
-            self._register_ping(payload, event)
-            self._keepalive_payload = payload
+            sent = self._keepalive_pings
+            sent[payload] = time.monotonic()
+            if len(sent) > KEEPALIVE_PINGS_TRACKED:
+                del sent[next(iter(sent))]
             self.protocol.send_ping(payload)
             self._take_output()
+            now = time.monotonic()
+            start_check = self._awaiting_pong_since is None
+            if start_check:
+                self._awaiting_pong_since = now
         self._flush_nowait()
-        now = time.monotonic()
-        if self.ping_timeout is not None:
-            self._watcher.call_at(
-                now + self.ping_timeout, lambda: self._check_pong(event)
-            )
+        if start_check and self.ping_timeout is not None:
+            self._watcher.call_at(now + self.ping_timeout, self._check_pong)
         self._watcher.call_at(now + self.ping_interval, self._keepalive)
 
-    _keepalive_payload = b""
+    _awaiting_pong_since: float | None = None
 
-    def _check_pong(self, event: threading.Event) -> None:
-        if event.is_set() or self._finished_unlocked():
+    def _check_pong(self) -> None:
+        """Fail the connection if the peer shows no sign of life.
+
+        The pong is the expected sign, but not the only one: while we don't
+        read (back-pressure from a slow application) the pong sits unread in
+        our socket, and while our output is stuck the ping may not even have
+        left. Then any frame from the peer (its own keepalive pings, say)
+        within the last ping interval and timeout proves it alive; only
+        silence, or output stuck beyond ``write_timeout``, ends it.
+        """
+        assert self.ping_timeout is not None
+        with self._lock:
+            if self._awaiting_pong_since is None or self._finished():
+                return
+            now = time.monotonic()
+            window = self.ping_timeout + (self.ping_interval or 0)
+            alive = (
+                self._paused() or bool(self._out) or self._last_frame_at >= now - window
+            )
+        if alive:
+            self._watcher.call_at(now + self.ping_timeout, self._check_pong)
             return
         self.logger.info("keepalive ping timeout; closing connection")
         self._fail(1011, "keepalive ping timeout")
-
-    def _finished_unlocked(self) -> bool:
-        with self._lock:
-            return self._finished()
 
     # ---------------------------------------------------------------- closing
 

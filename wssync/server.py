@@ -22,7 +22,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Callable, Union, cast
 
 from .connection import Connection
-from .exceptions import InvalidHandshake, InvalidMessage
+from .exceptions import (
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidHandshake,
+    InvalidMessage,
+)
 from .sansio.extensions.base import ServerExtensionFactory
 from .sansio.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from .sansio.handshake import USER_AGENT, Accepted, ServerHandshake
@@ -457,11 +462,17 @@ class ThreadingServer:
                 self.handler(connection, connection.path)
             else:
                 self.handler(connection)
+        except ConnectionClosedOK:
+            # The seed's producer pattern: send() raises once the client
+            # left. That's how such a handler ends, not a failure.
+            pass
+        except ConnectionClosedError as exc:
+            self.logger.info("connection closed abnormally: %s", exc)
         except Exception:
             self.logger.error("connection handler failed", exc_info=True)
             connection.close(1011, "")
-        else:
-            connection.close()
+            return
+        connection.close()
 
     # ------------------------------------------------------------- stopping
 
@@ -485,7 +496,7 @@ class ThreadingServer:
         self._waker.wake()
         if self._background is not threading.current_thread():
             self._stopped.wait()
-        _close_quietly(self.socket)
+        self.server_close()
         for sock in opening:
             # Handshakes in progress end now instead of at open_timeout.
             with contextlib.suppress(OSError):
@@ -516,6 +527,9 @@ class ThreadingServer:
     def server_close(self) -> None:
         """Close the listening socket (done by :meth:`shutdown` too)."""
         _close_quietly(self.socket)
+        if self._stopped.is_set():
+            # No accept loop waits on the waker any more.
+            self._waker.close()
 
     def __enter__(self) -> ThreadingServer:
         return self
