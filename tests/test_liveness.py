@@ -763,6 +763,10 @@ def test_concurrent_receivers_get_each_message_once(role: str) -> None:
             with contextlib.suppress(wssync.ConnectionClosedOK):
                 while True:
                     got.append(connection.recv(timeout=20))
+                    # Each message takes the application a moment: the
+                    # others get their turn (without it one thread can drain
+                    # the queue within a single GIL time slice).
+                    time.sleep(0.0005)
             return got
 
         with concurrent.futures.ThreadPoolExecutor(threads) as pool:
