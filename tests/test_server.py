@@ -178,12 +178,14 @@ def test_handler_exception_closes_1011_and_server_survives(
         ws.send("fine")
 
     server = server_factory(handler)
-    with caplog.at_level(logging.ERROR, logger="wssync.server"):
-        with wssync.connect(uri(server)) as ws:
-            ws.send("boom")
-            with pytest.raises(wssync.ConnectionClosedError) as info:
-                ws.recv(timeout=5)
-            assert info.value.code == 1011
+    with (
+        caplog.at_level(logging.ERROR, logger="wssync.server"),
+        wssync.connect(uri(server)) as ws,
+    ):
+        ws.send("boom")
+        with pytest.raises(wssync.ConnectionClosedError) as info:
+            ws.recv(timeout=5)
+        assert info.value.code == 1011
     assert any("handler failed" in r.getMessage() for r in caplog.records)
     with wssync.connect(uri(server)) as ws:
         ws.send("ok")
