@@ -210,10 +210,14 @@ class Connection:
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             # Frames are written whole; Nagle's algorithm would only delay them.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._started = True
+        with self._lock:
+            self._started = True
+            close_request = self._close_request
         if leftover:
             self._receive(memoryview(leftover))
         self._watcher.refresh(self)
+        if close_request is not None:
+            self._close_nowait(*close_request)
         if self.ping_interval is not None:
             self._watcher.call_at(
                 time.monotonic() + self.ping_interval, self._keepalive
@@ -1025,9 +1029,17 @@ class Connection:
                 self._abort(None)
             self._release_socket()
 
+    _close_request: tuple[int, str] | None = None
+
     def _close_nowait(self, code: int, reason: str) -> None:
-        """Start the closing handshake without waiting (for server shutdown)."""
+        """Start the closing handshake without waiting (for server shutdown).
+
+        Before the connection is live, the close waits until it is.
+        """
         with self._lock:
+            if not self._started:
+                self._close_request = (code, reason)
+                return
             if self.protocol.state is State.OPEN and not self._aborted:
                 self.protocol.send_close(code, reason)
                 self._take_output()

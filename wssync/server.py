@@ -165,6 +165,8 @@ class ServerConnection(Connection):
             replacement = server.process_response(self, request, response)
             if replacement is not None:
                 response = replacement
+        if response.status_code == 101 and not server._admit(self):
+            response = self.respond(503, "The server is shutting down.\n")
         self._send_response(response)
         if response.status_code != 101:
             return False
@@ -416,8 +418,10 @@ class ThreadingServer:
                 client.setblocking(True)
                 if self.ssl is not None:
                     client.settimeout(max(0.0, deadline - time.monotonic()))
-                    client = self.ssl.wrap_socket(client, server_side=True)
+                    raw = client
+                    client = self.ssl.wrap_socket(raw, server_side=True)
                     with self._lock:
+                        self._opening.discard(raw)
                         self._opening.add(client)
                 connection = ServerConnection(
                     client,
@@ -441,9 +445,6 @@ class ThreadingServer:
                 opened = False
             with self._lock:
                 self._opening.discard(client)
-                if opened:
-                    assert connection is not None
-                    self._connections.add(connection)
             if not opened:
                 _close_quietly(client)
                 return
@@ -455,6 +456,20 @@ class ThreadingServer:
                 if connection is not None:
                     self._connections.discard(connection)
                 self._threads.discard(threading.current_thread())
+
+    def _admit(self, connection: ServerConnection) -> bool:
+        """Count a connection as open, just before its 101 goes out.
+
+        From then on :meth:`shutdown` closes it with a closing handshake
+        (queued until it is live) instead of dropping it as a handshake in
+        progress.
+        """
+        with self._lock:
+            if self._shutdown_requested:
+                return False
+            self._opening.discard(connection.socket)
+            self._connections.add(connection)
+            return True
 
     def _run_handler(self, connection: ServerConnection) -> None:
         try:
