@@ -679,11 +679,6 @@ def test_client_untrusted_certificate_raises_verification_error() -> None:
             assert ws.recv(timeout=5) == "secure"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug G-4: chunk extensions count against no limit; the client reads "
-    "until open_timeout and buffers about 8 KB per byte of body",
-)
 def test_client_chunked_error_response_memory_bounded(
     raw_server: RawServer, pool: concurrent.futures.ThreadPoolExecutor
 ) -> None:

@@ -463,6 +463,11 @@ class _ChunkedBody:
     """Incremental decoder of a chunked body (RFC 7230 §4.1)."""
 
     def __init__(self, start: int) -> None:
+        # Chunk sizes, extensions, line ends and trailers count too: without
+        # this, 1-byte chunks with 8 KB of extensions each would make the
+        # client buffer 8 KB per byte of body. They may add at most a head's
+        # worth to the body's limit.
+        self._limit = start + MAX_BODY_SIZE + MAX_HEAD_SIZE
         self._pos = start  # start of the next chunk-size line or chunk data
         self._search = start
         self._size: int | None = None  # size of the chunk whose data is next
@@ -492,6 +497,8 @@ class _ChunkedBody:
 
     def decode(self, buf: bytes | bytearray) -> int | None:
         """Advance over the chunks in ``buf``; return where the body ends."""
+        if len(buf) > self._limit:
+            raise InvalidMessage("HTTP body is too large", 413)
         while True:
             if self._in_trailers:
                 line = self._next_line(buf)
