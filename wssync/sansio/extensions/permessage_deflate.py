@@ -144,8 +144,8 @@ def _decompress(decoder: zlib._Decompress, data: bytes, limit: int | None) -> by
         raise ProtocolError(f"invalid compressed data: {exc}") from exc
     if limit is not None and len(output) > limit:
         raise PayloadTooBig(
-            f"decompressed message exceeds max_size: "
-            f"more than {limit} bytes left in the budget"
+            f"message over max_size once decompressed "
+            f"(only {limit} more bytes were allowed)"
         )
     return output
 
