@@ -397,6 +397,14 @@ class Connection:
         """
         sock = self.socket
         buffer = _read_buffer()
+        if self._drained and not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+            # The last read emptied the socket: wait first, rather than
+            # spend a system call on a read that would only say EAGAIN.
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return
+            if not wait_socket(sock, False, remaining, waker):
+                return
         while True:
             if self._aborted:
                 return
@@ -415,8 +423,11 @@ class Connection:
             except OSError as exc:
                 self._receive(None, exc)
                 return
+            self._drained = n < len(buffer)
             self._receive(memoryview(buffer)[:n] if n else None)
             return
+
+    _drained = False  # the last read took everything the socket had
 
     def _receive(
         self, data: memoryview | None, error: BaseException | None = None

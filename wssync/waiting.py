@@ -26,10 +26,15 @@ class Waker:
         self._reader, self._writer = socket.socketpair()
         self._reader.setblocking(False)
         self._writer.setblocking(False)
+        self._fd = self._reader.fileno()
+        if hasattr(select, "poll"):
+            # Kept with the waker registered: each wait only adds the socket.
+            self.poller = select.poll()
+            self.poller.register(self._fd, select.POLLIN)
 
     def fileno(self) -> int:
         """The file descriptor to poll for readability."""
-        return self._reader.fileno()
+        return self._fd
 
     def wake(self) -> None:
         """Make the next (or current) wait on this waker return."""
@@ -80,18 +85,21 @@ if hasattr(select, "poll"):
             ``True`` if the socket is ready, ``False`` on a wake-up or time-out;
             the caller tells the two apart by its own state and deadline.
         """
-        poller = select.poll()
-        poller.register(sock, select.POLLOUT if write else select.POLLIN)
-        poller.register(waker.fileno(), select.POLLIN)
-        events = poller.poll(None if timeout is None else max(0.0, timeout) * 1000)
+        poller = waker.poller
+        fd = sock.fileno()
+        poller.register(fd, select.POLLOUT if write else select.POLLIN)
+        try:
+            events = poller.poll(None if timeout is None else max(0.0, timeout) * 1000)
+        finally:
+            poller.unregister(fd)
         ready = False
-        for fd, _ in events:
-            if fd == waker.fileno():
-                waker.drain()
-            else:
+        for event_fd, _ in events:
+            if event_fd == fd:
                 # POLLHUP / POLLERR count as ready: the next recv or send
                 # reports the condition.
                 ready = True
+            else:
+                waker.drain()
         return ready
 
 else:  # pragma: no cover - Windows
