@@ -59,10 +59,6 @@ TOP_LEVEL_NAMES = [
     "MultipleValuesError",
 ]
 
-# Issue 2 (the core) leaves reconnect() out of its scope; until it lands this
-# name is an expected failure rather than a broken build.
-NOT_YET = {"reconnect": "reconnect() is outside the core issue's scope"}
-
 API_MD = ROOT.parent / "shared" / "api.md"
 
 
@@ -86,15 +82,7 @@ def test_names_match_api_md() -> None:
     assert api_md_names(API_MD.read_text(encoding="utf-8")) == set(TOP_LEVEL_NAMES)
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(reason=NOT_YET[name]))
-        if name in NOT_YET
-        else name
-        for name in TOP_LEVEL_NAMES
-    ],
-)
+@pytest.mark.parametrize("name", TOP_LEVEL_NAMES)
 def test_top_level_name_exported(name: str) -> None:
     assert name in wssync.__all__
     assert getattr(wssync, name) is not None
