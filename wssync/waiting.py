@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import select
+import signal
 import socket
 import threading
 
@@ -27,6 +28,7 @@ class Waker:
         self._reader.setblocking(False)
         self._writer.setblocking(False)
         self._fd = self._reader.fileno()
+        self.signal_fd = self._writer.fileno()
         if hasattr(select, "poll"):
             # Kept with the waker registered: each wait only adds the socket.
             self.poller = select.poll()
@@ -61,6 +63,22 @@ class Waker:
 
 
 _local = threading.local()
+_main_thread = threading.main_thread()
+
+
+def _route_signals_to(fd: int) -> int:
+    """Make signals write to ``fd`` while the main thread waits; return the old fd.
+
+    A signal may be delivered to any thread. Python then runs its handler
+    (KeyboardInterrupt for Ctrl-C) in the main thread, but only once the main
+    thread gets back to Python code: if it sits in poll() and the signal
+    landed elsewhere, nothing wakes it. With the waker as the wake-up fd, the
+    signal ends the poll, as asyncio does for its event loop.
+    """
+    try:
+        return signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
+    except ValueError:  # pragma: no cover - e.g. not the main interpreter
+        return -1
 
 
 def thread_waker() -> Waker:
@@ -88,10 +106,15 @@ if hasattr(select, "poll"):
         poller = waker.poller
         fd = sock.fileno()
         poller.register(fd, select.POLLOUT if write else select.POLLIN)
+        on_main_thread = threading.current_thread() is _main_thread
+        if on_main_thread:
+            previous = _route_signals_to(waker.signal_fd)
         try:
             events = poller.poll(None if timeout is None else max(0.0, timeout) * 1000)
         finally:
             poller.unregister(fd)
+            if on_main_thread:
+                _route_signals_to(previous)
         ready = False
         for event_fd, _ in events:
             if event_fd == fd:
