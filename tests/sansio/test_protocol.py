@@ -177,6 +177,7 @@ def assert_failed(
 ) -> None:
     """Check the connection was failed with ``code`` as RFC 6455 §7.1.7 says."""
     out = output(protocol)
+    assert len(out.frames) == 1
     assert out.frames == [
         Out(CLOSE, close_payload(code) + out.frames[0].data[2:], True, 0)
     ]
@@ -189,6 +190,11 @@ def assert_failed(
     assert out.eof is (protocol.side is Side.SERVER)
     if exc_type is not None:
         assert isinstance(protocol.failure, exc_type)
+    # RFC 6455 §7.1.7: whatever comes next is not processed.
+    protocol.events_received()
+    protocol.receive_data(b"\x89\x00" + b"\x89\x80" + KEY)
+    assert protocol.events_received() == []
+    assert protocol.data_to_send() == []
 
 
 # --- receiving data ----------------------------------------------------------
