@@ -14,6 +14,7 @@ from typing import Any, Union
 
 from .connection import Connection
 from .exceptions import InvalidHandshake, InvalidMessage, InvalidStatus, InvalidURI
+from .proxy import ProxyOption, open_tunnel, proxy_for
 from .sansio.extensions.base import ClientExtensionFactory
 from .sansio.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from .sansio.handshake import USER_AGENT, ClientHandshake
@@ -52,6 +53,7 @@ def connect(
     user_agent_header: str | None = USER_AGENT,
     compression: str | None = "deflate",
     extensions: Sequence[ClientExtensionFactory] | None = None,
+    proxy: ProxyOption = True,
     open_timeout: float | None = 10,
     ping_interval: float | None = 20,
     ping_timeout: float | None = 20,
@@ -84,6 +86,11 @@ def connect(
         user_agent_header: ``User-Agent`` header value; ``None`` leaves it out.
         compression: ``"deflate"`` offers permessage-deflate; ``None`` doesn't.
         extensions: Extension factories to use instead of ``compression``'s.
+        proxy: ``True`` uses the proxy that ``HTTPS_PROXY`` (for ``wss://``),
+            ``HTTP_PROXY`` (for ``ws://``) or ``ALL_PROXY`` name, unless
+            ``NO_PROXY`` matches the host; a ``http://`` or ``https://`` URL
+            uses that proxy; ``None`` connects directly. The connection goes
+            through a ``CONNECT`` tunnel.
         open_timeout: Seconds for TCP, TLS and the WebSocket handshake
             together (redirects included).
         ping_interval: Seconds between keepalive pings; ``None`` disables.
@@ -121,7 +128,13 @@ def connect(
 
     for _ in range(MAX_REDIRECTS + 1):
         if sock is None:
-            connection_socket = _open_socket(wsuri, unix_path, deadline)
+            proxy_url = None if unix_path is not None else proxy_for(wsuri, proxy)
+            if proxy_url is not None:
+                connection_socket = open_tunnel(
+                    proxy_url, wsuri, deadline, user_agent_header
+                )
+            else:
+                connection_socket = _open_socket(wsuri, unix_path, deadline)
         else:
             connection_socket, sock = sock, None
         try:

@@ -1,0 +1,158 @@
+"""connect() through an HTTP CONNECT proxy: a small one, run by the test on loopback."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import wssync
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def echo(ws: wssync.ServerConnection) -> None:
+    for message in ws:
+        ws.send(message)
+
+
+class ConnectProxy:
+    """A minimal CONNECT proxy: records requests, relays bytes both ways."""
+
+    def __init__(self, credentials: tuple[str, str] | None = None) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.credentials = credentials
+        self.requests: list[bytes] = []
+        self.threads: list[threading.Thread] = []
+        self.sockets: list[socket.socket] = []
+        self.accepter = threading.Thread(target=self.accept_loop)
+        self.accepter.start()
+
+    def accept_loop(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.sockets.append(client)
+            thread = threading.Thread(target=self.handle, args=(client,))
+            self.threads.append(thread)
+            thread.start()
+
+    def handle(self, client: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = client.recv(4096)
+            if not chunk:
+                return
+            head += chunk
+        self.requests.append(head)
+        request_line = head.split(b"\r\n", 1)[0].decode()
+        _, target, _ = request_line.split(" ")
+        if self.credentials is not None:
+            expected = base64.b64encode(":".join(self.credentials).encode())
+            if b"Proxy-Authorization: Basic " + expected not in head:
+                client.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n")
+                client.close()
+                return
+        host, port = target.rsplit(":", 1)
+        upstream = socket.create_connection((host, int(port)))
+        self.sockets.append(upstream)
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        relay = threading.Thread(target=self.pipe, args=(upstream, client))
+        self.threads.append(relay)
+        relay.start()
+        self.pipe(client, upstream)
+
+    @staticmethod
+    def pipe(source: socket.socket, destination: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                destination.sendall(data)
+        with contextlib.suppress(OSError):
+            destination.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.listener.close()
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        self.accepter.join(5)
+        for thread in self.threads:
+            thread.join(5)
+
+
+@pytest.fixture
+def server() -> Iterator[wssync.ThreadingServer]:
+    with wssync.serve(echo, "127.0.0.1", 0) as server:
+        yield server.start()
+
+
+@pytest.fixture
+def proxy() -> Iterator[ConnectProxy]:
+    proxy = ConnectProxy()
+    yield proxy
+    proxy.close()
+
+
+def test_explicit_proxy(server: wssync.ThreadingServer, proxy: ConnectProxy) -> None:
+    url = f"ws://127.0.0.1:{server.port}/"
+    with wssync.connect(url, proxy=f"http://127.0.0.1:{proxy.port}") as ws:
+        ws.send("through the tunnel")
+        assert ws.recv(timeout=5) == "through the tunnel"
+    assert proxy.requests[0].startswith(f"CONNECT 127.0.0.1:{server.port} ".encode())
+
+
+def test_proxy_from_environment(
+    server: wssync.ThreadingServer, proxy: ConnectProxy, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with wssync.connect(f"ws://127.0.0.1:{server.port}/") as ws:
+        ws.send("env")
+        assert ws.recv(timeout=5) == "env"
+    assert len(proxy.requests) == 1
+    # proxy=None ignores the environment.
+    with wssync.connect(f"ws://127.0.0.1:{server.port}/", proxy=None) as ws:
+        ws.send("direct")
+        assert ws.recv(timeout=5) == "direct"
+    assert len(proxy.requests) == 1
+
+
+def test_no_proxy_bypasses(
+    server: wssync.ThreadingServer, proxy: ConnectProxy, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with wssync.connect(f"ws://127.0.0.1:{server.port}/") as ws:
+        ws.send("bypassed")
+        assert ws.recv(timeout=5) == "bypassed"
+    assert proxy.requests == []
+
+
+def test_proxy_authentication(server: wssync.ThreadingServer) -> None:
+    proxy = ConnectProxy(credentials=("user", "p@ss"))
+    try:
+        url = f"ws://127.0.0.1:{server.port}/"
+        with wssync.connect(
+            url, proxy=f"http://user:p%40ss@127.0.0.1:{proxy.port}"
+        ) as ws:
+            ws.send("authenticated")
+            assert ws.recv(timeout=5) == "authenticated"
+        with pytest.raises(wssync.InvalidHandshake, match="407"):
+            wssync.connect(url, proxy=f"http://127.0.0.1:{proxy.port}")
+    finally:
+        proxy.close()
+
+
+def test_unsupported_proxy_scheme(server: wssync.ThreadingServer) -> None:
+    with pytest.raises(ValueError, match="unsupported proxy"):
+        wssync.connect(f"ws://127.0.0.1:{server.port}/", proxy="socks5://127.0.0.1:1")
