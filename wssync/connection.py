@@ -57,7 +57,7 @@ from .sansio.frames import Opcode
 from .sansio.http11 import Request, Response
 from .sansio.protocol import Protocol, Side, State
 from .waiting import Waker, thread_waker, wait_socket
-from .watcher import get_watcher
+from .watcher import LAZY_DELAY, get_watcher
 
 __all__ = ["BROADCAST_LIMIT", "Connection", "Data", "broadcast"]
 
@@ -92,19 +92,31 @@ _EOF = b""  # marker in the output queue: half-close the socket here
 _WANT_READ = (BlockingIOError, ssl.SSLWantReadError)
 _WANT_WRITE = (BlockingIOError, ssl.SSLWantWriteError)
 
-_local = threading.local()
-
 #: Marks the watcher as the holder of a connection's reader role. The watcher
 #: never waits on a socket, so there is nothing to wake.
 _WATCHER = object()
 
 
-def _read_buffer() -> bytearray:
+#: Free read buffers, shared by every thread. A thread holds one only while
+#: it reads and parses, never while it waits: idle connections and their
+#: blocked threads cost no buffer. (A fresh ``recv(READ_SIZE)`` per read
+#: would cost an mmap each time at this size.)
+_buffers: list[bytearray] = []
+
+#: Free buffers kept for reuse; more readers than this at once allocate.
+MAX_FREE_BUFFERS = 8
+
+
+def _take_buffer() -> bytearray:
     try:
-        buffer: bytearray = _local.buffer
-    except AttributeError:
-        buffer = _local.buffer = bytearray(READ_SIZE)
-    return buffer
+        return _buffers.pop()  # atomic: list operations hold the GIL
+    except IndexError:
+        return bytearray(READ_SIZE)
+
+
+def _give_back(buffer: bytearray) -> None:
+    if len(_buffers) < MAX_FREE_BUFFERS:
+        _buffers.append(buffer)
 
 
 class _Message:
@@ -341,6 +353,7 @@ class Connection:
                             message.taken = True
                         if was_paused:
                             self._watcher.refresh(self, lazy=True)
+                        self._last_recv = time.monotonic()
                         return message
                     if self._finished():
                         raise self._closed_exception()
@@ -353,7 +366,11 @@ class Connection:
                         waker = self._reader = thread_waker()
                         break
                     # Another thread reads: it notifies when it is done.
-                    self._cond.wait(remaining)
+                    self._waiting += 1
+                    try:
+                        self._cond.wait(remaining)
+                    finally:
+                        self._waiting -= 1
             try:
                 self._read(waker, deadline)
             finally:
@@ -383,7 +400,11 @@ class Connection:
                     if self._reader is None:
                         waker = self._reader = thread_waker()
                         break
-                    self._cond.wait(remaining)
+                    self._waiting += 1
+                    try:
+                        self._cond.wait(remaining)
+                    finally:
+                        self._waiting -= 1
             try:
                 self._read(waker, deadline)
             finally:
@@ -396,7 +417,6 @@ class Connection:
         a time-out or a wake-up; the caller checks which.
         """
         sock = self.socket
-        buffer = _read_buffer()
         if self._drained and not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
             # The last read emptied the socket: wait first, rather than
             # spend a system call on a read that would only say EAGAIN.
@@ -405,27 +425,33 @@ class Connection:
                 return
             if not wait_socket(sock, False, remaining, waker):
                 return
-        while True:
-            if self._aborted:
+        while not self._aborted:
+            if self._read_available(sock):
                 return
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return
+            if not wait_socket(sock, False, remaining, waker):
+                return
+
+    def _read_available(self, sock: socket.socket) -> bool:
+        """Read once without waiting and process it; ``False`` if nothing came."""
+        buffer = _take_buffer()
+        try:
             try:
                 n = sock.recv_into(buffer)
             except _WANT_READ:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return
-                if not wait_socket(sock, False, remaining, waker):
-                    return
-                continue
+                return False
             except ssl.SSLWantWriteError:  # pragma: no cover - TLS renegotiation
-                wait_socket(sock, True, None, waker)
-                continue
+                return False
             except OSError as exc:
                 self._receive(None, exc)
-                return
+                return True
             self._drained = n < len(buffer)
             self._receive(memoryview(buffer)[:n] if n else None)
-            return
+            return True
+        finally:
+            _give_back(buffer)
 
     _drained = False  # the last read took everything the socket had
 
@@ -462,6 +488,14 @@ class Connection:
             self._arm_close_timer()
 
     _last_frame_at = 0.0  # monotonic time of the last frame received
+    _waiting = 0  # threads waiting on _cond
+
+    def _notify(self) -> None:
+        """Wake the threads waiting on ``_cond``. Called with the lock held."""
+        # Condition.notify_all is Python code: skip it when nobody waits,
+        # which is the common case on the hot path.
+        if self._waiting:
+            self._cond.notify_all()
 
     def _dispatch(self) -> None:
         """Handle the events the core produced. Called with the lock held."""
@@ -496,7 +530,7 @@ class Connection:
                     self._acknowledge_keepalive(frame.data)
                 else:
                     self._acknowledge_pings(frame.data)
-        self._cond.notify_all()
+        self._notify()
 
     def _apply_pending_failure(self) -> None:
         """Send the close frame of a failure the core deferred (see _receive)."""
@@ -563,12 +597,16 @@ class Connection:
     def _release_reader(self) -> None:
         with self._lock:
             self._reader = None
-            self._cond.notify_all()
+            self._notify()
             release = self._close_when_idle
         if release:
             self._release_socket()
-        else:
+        elif not self._handed_back:
+            self._handed_back = True
             self._watcher.refresh(self, lazy=True)
+
+    _handed_back = False  # a lazy refresh is pending
+    _last_recv = 0.0  # monotonic time recv() last returned a message
 
     # ---------------------------------------------------------------- watcher
 
@@ -578,11 +616,22 @@ class Connection:
 
     def watch_events(self) -> int:
         """The selector events the watcher should wait for on this connection."""
+        self._handed_back = False
         with self._lock:
             if self._socket_closed or self._aborted:
                 return 0
             events = 0
-            if (
+            since_recv = time.monotonic() - self._last_recv
+            if self._reader is None and since_recv < LAZY_DELAY:
+                # The application reads; it will likely be back in recv()
+                # at once. Reading now would only hand its messages over from
+                # the watcher thread: look again once it has been away for
+                # LAZY_DELAY (pings are still answered within twice that).
+                self._watcher.call_at(
+                    self._last_recv + LAZY_DELAY,
+                    functools.partial(self._watcher.refresh, self),
+                )
+            elif (
                 self._reader is None
                 and self.protocol.state is not State.CLOSED
                 and not self._paused()
@@ -600,24 +649,18 @@ class Connection:
             self._reader = _WATCHER
         try:
             sock = self.socket
-            buffer = _read_buffer()
-            while True:
-                try:
-                    n = sock.recv_into(buffer)
-                except _WANT_READ:
-                    break
-                except OSError as exc:
-                    self._receive(None, exc)
-                    break
-                self._receive(memoryview(buffer)[:n] if n else None)
-                # Decrypted bytes may wait inside the TLS object, invisible
-                # to the selector.
-                if not n or not isinstance(sock, ssl.SSLSocket) or not sock.pending():
-                    break
+            # Decrypted bytes may wait inside the TLS object, invisible to
+            # the selector: read them too.
+            while (
+                self._read_available(sock)
+                and isinstance(sock, ssl.SSLSocket)
+                and sock.pending()
+            ):
+                pass
         finally:
             with self._lock:
                 self._reader = None
-                self._cond.notify_all()
+                self._notify()
                 release = self._close_when_idle
             if release:
                 self._release_socket()
@@ -1066,7 +1109,11 @@ class Connection:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                self._cond.wait(remaining)
+                self._waiting += 1
+                try:
+                    self._cond.wait(remaining)
+                finally:
+                    self._waiting -= 1
             finished = self._finished()
         if not finished:
             self._abort(None)
@@ -1102,7 +1149,7 @@ class Connection:
                 self.protocol.events_received()
                 self.protocol.data_to_send()
             reader, writer = self._reader, self._writer
-            self._cond.notify_all()
+            self._notify()
         if error is not None and self.logger.isEnabledFor(logging.DEBUG):
             self.logger.debug("connection dropped: %r", error)
         with contextlib.suppress(OSError):

@@ -143,12 +143,21 @@ class Watcher:
     def _update(self, conn: Watched) -> None:
         sock = conn.watch_socket()
         events = conn.watch_events()
-        try:
-            key = self._selector.get_key(sock)
-        except KeyError:
-            key = None
-        except ValueError:  # pragma: no cover - closed and never registered
-            return
+        fd = sock.fileno()
+        if fd >= 0:
+            # By descriptor: get_key() raises KeyError for a socket that isn't
+            # registered, and formats repr(sock) for it, which costs two
+            # system calls (getsockname, getpeername).
+            key = self._selector.get_map().get(fd)
+            if key is not None and key.fileobj is not sock:
+                # A closed connection's stale entry for a reused descriptor.
+                self._forget(key.fileobj)  # type: ignore[arg-type]
+                key = None
+        else:
+            try:
+                key = self._selector.get_key(sock)
+            except (KeyError, ValueError):
+                return
         try:
             if events == 0:
                 if key is not None:
