@@ -1,7 +1,7 @@
 """wssync: WebSocket client and server for Python code without an event loop.
 
-Blocking sockets and threads, RFC 6455 and RFC 7692. See ``api.md`` in the
-documentation for the contract; everything public is re-exported here.
+Blocking sockets and threads, RFC 6455 and RFC 7692. Everything public is
+re-exported here; the documentation's reference describes each name.
 """
 
 from __future__ import annotations

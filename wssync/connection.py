@@ -911,10 +911,19 @@ class Connection:
                     self.protocol.send_binary(data)
                 self._take_output()
                 reason = ""
-        if reason:
-            self.logger.warning("skipped broadcast to %s: %s", self.id, reason)
-            return
-        self._flush_nowait()
+            # Log when skipping starts and when it ends, not every message:
+            # a stalled peer would flood the log.
+            changed = bool(reason) != self._skipping_broadcasts
+            self._skipping_broadcasts = bool(reason)
+        if changed:
+            if reason:
+                self.logger.warning("skipping broadcasts to %s: %s", self.id, reason)
+            else:
+                self.logger.info("broadcasts to %s resumed", self.id)
+        if not reason:
+            self._flush_nowait()
+
+    _skipping_broadcasts = False
 
     # ------------------------------------------------------------ ping / pong
 
