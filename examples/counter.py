@@ -53,14 +53,17 @@ def counter(websocket):
     try:
         # Apply each action from this client and push the new value to everyone.
         for message in websocket:
-            event = json.loads(message)
+            try:
+                action = json.loads(message).get("action")
+            except (ValueError, AttributeError):  # not JSON, or not an object
+                action = None
             with LOCK:
-                if event.get("action") == "minus":
+                if action == "minus":
                     VALUE -= 1
-                elif event.get("action") == "plus":
+                elif action == "plus":
                     VALUE += 1
                 else:
-                    logging.error("unsupported event: %s", event)
+                    logging.error("unsupported event: %s", message)
                     continue
                 wssync.broadcast(USERS, value_event())
     finally:

@@ -11,11 +11,11 @@ def hello(websocket, path):
     # the request path (unused here). wssync calls it in its own thread for each
     # connection and closes the connection when it returns.
     name = websocket.recv()
-    print(f"< {name}")
+    print(f"< {name}", flush=True)
 
     greeting = f"Hello {name}!"
     websocket.send(greeting)
-    print(f"> {greeting}")
+    print(f"> {greeting}", flush=True)
 
 
 def main():

@@ -12,11 +12,11 @@ LOCALHOST_PEM = pathlib.Path(__file__).with_name("localhost.pem")
 
 def hello(websocket):
     name = websocket.recv()
-    print(f"< {name}")
+    print(f"< {name}", flush=True)
 
     greeting = f"Hello {name}!"
     websocket.send(greeting)
-    print(f"> {greeting}")
+    print(f"> {greeting}", flush=True)
 
 
 def main():
