@@ -54,16 +54,17 @@ def counter(websocket):
         # Apply each action from this client and push the new value to everyone.
         for message in websocket:
             try:
-                action = json.loads(message).get("action")
+                event = json.loads(message)
+                action = event.get("action")
             except (ValueError, AttributeError):  # not JSON, or not an object
-                action = None
+                event, action = message, None
             with LOCK:
                 if action == "minus":
                     VALUE -= 1
                 elif action == "plus":
                     VALUE += 1
                 else:
-                    logging.error("unsupported event: %s", message)
+                    logging.error("unsupported event: %s", event)
                     continue
                 wssync.broadcast(USERS, value_event())
     finally:
