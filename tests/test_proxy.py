@@ -31,7 +31,7 @@ class ConnectProxy:
         self.requests: list[bytes] = []
         self.threads: list[threading.Thread] = []
         self.sockets: list[socket.socket] = []
-        self.accepter = threading.Thread(target=self.accept_loop)
+        self.accepter = threading.Thread(target=self.accept_loop, daemon=True)
         self.accepter.start()
 
     def accept_loop(self) -> None:
@@ -79,6 +79,9 @@ class ConnectProxy:
             destination.shutdown(socket.SHUT_WR)
 
     def close(self) -> None:
+        # close() alone doesn't wake a thread blocked in accept() on Linux.
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         for sock in self.sockets:
             with contextlib.suppress(OSError):
