@@ -77,7 +77,7 @@ KEEPALIVE_PINGS_TRACKED = 4
 
 #: Longest wait for the application to answer the messages that came before
 #: bad input, before the close frame goes out anyway (see Connection._receive).
-PENDING_FAILURE_DELAY = 1.0
+PENDING_FAILURE_DELAY = 0.25
 
 #: Bookkeeping counted per buffered message, so that a flood of empty
 #: messages is bounded too.
@@ -469,11 +469,15 @@ class Connection:
             else:
                 self.protocol.receive_data(data)
             self._dispatch()
-            if self.protocol.pending_failure is not None:
+            if self.protocol.pending_failure is not None and any(
+                message.complete for message in self._messages
+            ):
                 # The peer's input turned bad after valid messages: give the
                 # application a chance to answer those before the close
                 # frame goes out (the core defers failing until the next
-                # data_to_send). Bounded: the watcher fails it soon anyway.
+                # data_to_send). Only for complete messages: the start of
+                # an unfinished one is nothing the application can take.
+                # Bounded: the watcher fails it soon anyway.
                 output = 0
                 self._watcher.call_at(
                     time.monotonic() + PENDING_FAILURE_DELAY,
