@@ -338,48 +338,42 @@ class Connection:
             self._wait_for(functools.partial(message.has_more, index))
 
     def _next_message(self, deadline: float | None, *, complete: bool) -> _Message:
-        """Take the next message off the queue, reading the socket as needed."""
+        """Take the next message off the queue, reading the socket as needed.
+
+        Args:
+            deadline: When to give up with :exc:`TimeoutError`.
+            complete: Wait for the whole message (``recv()``), or only for
+                its first fragment (``recv_streaming()``).
+        """
         while True:
             with self._lock:
-                while True:
-                    if self._messages and (
-                        complete is False or self._messages[0].complete
-                    ):
-                        was_paused = self._paused()
-                        message = self._messages.popleft()
-                        if message.complete:
-                            self._queued -= message.size + MESSAGE_OVERHEAD
-                        else:
-                            message.taken = True
-                        if was_paused:
-                            self._watcher.refresh(self, lazy=True)
-                        self._last_recv = time.monotonic()
-                        return message
-                    if self._finished():
-                        raise self._closed_exception()
-                    remaining = (
-                        None if deadline is None else deadline - time.monotonic()
-                    )
-                    if remaining is not None and remaining <= 0:
-                        raise TimeoutError("timed out waiting for a message")
-                    if self._reader is None:
-                        waker = self._reader = thread_waker()
-                        break
-                    # Another thread reads: it notifies when it is done.
-                    self._waiting += 1
-                    try:
-                        self._cond.wait(remaining)
-                    finally:
-                        self._waiting -= 1
-            try:
-                self._read(waker, deadline)
-            finally:
-                self._release_reader()
+                if self._has_message(complete):
+                    return self._pop_message()
+            self._wait_for(functools.partial(self._has_message, complete), deadline)
+
+    def _has_message(self, complete: bool) -> bool:
+        """Whether a message can be taken. Called with the lock held."""
+        return bool(self._messages) and (not complete or self._messages[0].complete)
+
+    def _pop_message(self) -> _Message:
+        """Take the first message off the queue. Called with the lock held."""
+        was_paused = self._paused()
+        message = self._messages.popleft()
+        if message.complete:
+            self._queued -= message.size + MESSAGE_OVERHEAD
+        else:
+            message.taken = True
+        if was_paused:
+            self._watcher.refresh(self, lazy=True)
+        self._last_recv = time.monotonic()
+        return message
 
     def _wait_for(
         self, ready: Callable[[], bool], deadline: float | None = None
     ) -> None:
-        """Read or wait until ``ready()`` holds (checked under the lock).
+        """Read, or wait for the thread that reads, until ``ready()`` holds.
+
+        ``ready`` is checked with the lock held.
 
         Raises:
             ConnectionClosed: The connection ended first.
@@ -392,6 +386,11 @@ class Connection:
                         return
                     if self._finished():
                         raise self._closed_exception()
+                    if self.protocol.pending_failure is not None:
+                        # The application took what came before the bad
+                        # input; nothing more will come: close now.
+                        waker = None
+                        break
                     remaining = (
                         None if deadline is None else deadline - time.monotonic()
                     )
@@ -400,11 +399,15 @@ class Connection:
                     if self._reader is None:
                         waker = self._reader = thread_waker()
                         break
+                    # Another thread reads: it notifies when it is done.
                     self._waiting += 1
                     try:
                         self._cond.wait(remaining)
                     finally:
                         self._waiting -= 1
+            if waker is None:
+                self._apply_pending_failure()
+                continue
             try:
                 self._read(waker, deadline)
             finally:
