@@ -20,8 +20,9 @@ Lock discipline:
 ``_send_lock``
     Serialises whole outgoing messages so that fragments of two messages
     never interleave, and makes its holder the only thread writing to the
-    socket. A holder may wait for the socket to become writable, but that
-    wait can be woken and is bounded by ``write_timeout`` and by keepalive.
+    socket. A holder may wait for the socket to become writable: that wait
+    can be woken (by :meth:`close` from another thread, for one) and is
+    bounded by ``write_timeout`` when set.
     Nobody waits for ``_send_lock`` without a bound: :meth:`close` waits at
     most ``close_timeout``, the watcher and :func:`broadcast` never wait.
 Roles
@@ -204,7 +205,6 @@ class Connection:
         self._fragmenting = False  # a fragmented message is being sent
         self._want_write = False  # output is left for the watcher to flush
         self._aborted = False  # the TCP connection was torn down
-        self._closing = False  # close() was called
         self._socket_closed = False
         self._close_when_idle = False  # close the socket when roles are free
         self._watcher = get_watcher()

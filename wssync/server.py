@@ -249,8 +249,8 @@ class ThreadingServer:
         close_timeout: Bound on the closing handshake, and on joining
             handler threads at shutdown.
         write_timeout: Bound on how long a send may wait for a peer that
-            doesn't read; then the connection is dropped. ``None``: keepalive
-            bounds it.
+            doesn't read; then the connection is dropped. ``None``: no
+            bound (``close()`` and ``shutdown()`` still end the wait).
         max_size: Largest incoming message in bytes (after decompression);
             ``None`` for no limit. Bigger messages close with 1009.
         max_queue: Incoming messages buffered before reading pauses.
