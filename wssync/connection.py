@@ -78,7 +78,7 @@ KEEPALIVE_PINGS_TRACKED = 4
 
 #: Longest wait for the application to answer the messages that came before
 #: bad input, before the close frame goes out anyway (see Connection._receive).
-PENDING_FAILURE_DELAY = 0.25
+PENDING_FAILURE_DELAY = 0.5
 
 #: Bookkeeping counted per buffered message, so that a flood of empty
 #: messages is bounded too.
