@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 import wssync
+from wssync import connection as connection_module
 from wssync.client import ClientConnection
 from wssync.connection import Connection
 from wssync.sansio.frames import Frame, Opcode, serialize_frame
@@ -141,6 +142,76 @@ def test_large_message(pair: tuple[Connection, Connection]) -> None:
     sender.start()
     assert remote.recv() == payload
     sender.join(5)
+
+
+def _burst(remote: Connection, messages: list[bytes]) -> None:
+    """Make ``messages`` arrive at once: one write of all their frames."""
+    mask = remote.protocol.side is Side.CLIENT
+    remote.socket.sendall(
+        b"".join(
+            b"".join(serialize_frame(Frame(Opcode.BINARY, data), mask=mask))
+            for data in messages
+        )
+    )
+
+
+def _count_writes(monkeypatch: pytest.MonkeyPatch, sock: socket.socket) -> list[int]:
+    """Record the bytes of every write the connections make on ``sock``."""
+    writes: list[int] = []
+    write = Connection._write
+
+    def counting(s: socket.socket, chunks: list[bytes | memoryview]) -> int:
+        sent = write(s, chunks)
+        if s is sock:
+            writes.append(sent)
+        return sent
+
+    monkeypatch.setattr(Connection, "_write", staticmethod(counting))
+    return writes
+
+
+def test_replies_to_a_burst_leave_together(
+    pair: tuple[Connection, Connection], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Messages that arrived together get their replies in one system call.
+    local, remote = pair
+    monkeypatch.setattr(connection_module, "CORK_DELAY", 60)  # no timer flush
+    messages = [bytes([i]) * (i + 1) for i in range(20)]
+    writes = _count_writes(monkeypatch, local.socket)
+    _burst(remote, messages)
+    for _ in messages:
+        local.send(local.recv())
+    assert [remote.recv(timeout=5) for _ in messages] == messages
+    assert len(writes) == 1
+
+
+def test_reply_held_back_leaves_without_another_recv(
+    pair: tuple[Connection, Connection], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A reply held back because more messages wait still leaves, even if
+    # the application never comes back for them.
+    local, remote = pair
+    monkeypatch.setattr(connection_module, "CORK_DELAY", 0.5)
+    writes = _count_writes(monkeypatch, local.socket)
+    _burst(remote, [b"first", b"second"])
+    local.send(local.recv())
+    assert writes == []  # held back: "second" waits to be received
+    assert remote.recv(timeout=5) == b"first"
+
+
+def test_no_holding_back_for_an_application_that_doesnt_receive(
+    pair: tuple[Connection, Connection], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Messages waiting while the application only sends (a producer) don't
+    # delay what it sends.
+    local, remote = pair
+    monkeypatch.setattr(connection_module, "CORK_DELAY", 0.5)
+    remote.send(b"unread")
+    assert remote.ping().wait(5)  # the watcher read "unread" before the pong
+    writes = _count_writes(monkeypatch, local.socket)
+    local.send(b"news")
+    assert len(writes) == 1
+    assert remote.recv(timeout=5) == b"news"
 
 
 def test_message_too_big_closes_1009(side: Side) -> None:
@@ -275,9 +346,13 @@ def test_peer_close_noticed_without_recv(pair: tuple[Connection, Connection]) ->
     # No thread of the local side reads: the watcher notices the close.
     deadline = time.monotonic() + 1
     with local._lock:
-        while local.protocol.state is not wssync.State.CLOSED:
-            assert time.monotonic() < deadline
-            local._cond.wait(deadline - time.monotonic())
+        local._waiting += 1  # be notified, as a thread in recv() would
+        try:
+            while local.protocol.state is not wssync.State.CLOSED:
+                assert time.monotonic() < deadline
+                local._condition().wait(deadline - time.monotonic())
+        finally:
+            local._waiting -= 1
     assert local.close_code == 1000
 
 
@@ -436,6 +511,23 @@ def test_attributes(pair: tuple[Connection, Connection]) -> None:
     assert local.subprotocol is None
     assert local.latency == 0
     assert "OPEN" in repr(local)
+
+
+def test_id_is_stable_and_unique(pair: tuple[Connection, Connection]) -> None:
+    local, remote = pair
+    assert local.id == local.id
+    assert local.id != remote.id
+    assert str(local.id) in repr(local)
+
+
+def test_applications_can_attach_attributes(
+    pair: tuple[Connection, Connection],
+) -> None:
+    # Connections use slots for their own state, but keep a __dict__ for
+    # the application's (a user name, a room...).
+    local, _ = pair
+    local.user = "alice"  # type: ignore[attr-defined]
+    assert local.user == "alice"  # type: ignore[attr-defined]
 
 
 def test_context_manager_closes(side: Side) -> None:

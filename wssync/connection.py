@@ -38,7 +38,6 @@ nothing but this module's non-blocking callbacks.
 from __future__ import annotations
 
 import codecs
-import collections
 import contextlib
 import functools
 import logging
@@ -46,6 +45,7 @@ import os
 import selectors
 import socket
 import ssl
+import sys
 import threading
 import time
 import uuid
@@ -70,7 +70,12 @@ Data = Union[str, bytes]
 READ_SIZE = 256 * 1024
 
 #: Most buffers handed to one sendmsg() call (POSIX guarantees 16, Linux 1024).
-_IOV_MAX = 16
+_IOV_MAX = 16 if sys.platform != "linux" else 64
+
+#: Replies held back while more messages wait to be received (see
+#: Connection._cork): at most this many chunks, for at most this long.
+CORK_CHUNKS = 64
+CORK_DELAY = 0.002
 
 #: Keepalive pings remembered while unanswered: their pongs still measure
 #: latency when they come late, in order, after a pause.
@@ -150,6 +155,58 @@ class Connection:
     Use it from any number of threads.
     """
 
+    # Slots keep an idle connection small (an instance dictionary with this
+    # many attributes costs 1.5 KiB); "__dict__" still lets applications
+    # attach their own attributes, as they often do.
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_aborted",
+        "_awaiting_pong_since",
+        "_close_request",
+        "_close_timer_armed",
+        "_close_when_idle",
+        "_cond",
+        "_cork_timer",
+        "_drained",
+        "_finalizer",
+        "_fragmenting",
+        "_handed_back",
+        "_id",
+        "_keepalive_pings",
+        "_last_frame_at",
+        "_last_recv",
+        "_lock",
+        "_messages",
+        "_out",
+        "_pings",
+        "_queued",
+        "_reader",
+        "_receiving",
+        "_send_lock",
+        "_skipping_broadcasts",
+        "_socket_closed",
+        "_started",
+        "_waiting",
+        "_want_write",
+        "_watcher",
+        "_writer",
+        "close_timeout",
+        "latency",
+        "local_address",
+        "logger",
+        "max_queue",
+        "ping_interval",
+        "ping_timeout",
+        "protocol",
+        "remote_address",
+        "request",
+        "response",
+        "socket",
+        "subprotocol",
+        "write_timeout",
+    )
+
     def __init__(
         self,
         sock: socket.socket,
@@ -169,7 +226,7 @@ class Connection:
         self.close_timeout = close_timeout
         self.write_timeout = write_timeout
         self.max_queue = max_queue
-        self.id: uuid.UUID = uuid.uuid4()
+        self._id: uuid.UUID | None = None
         if logger is None:
             side = "server" if protocol.side is Side.SERVER else "client"
             logger = logging.getLogger(f"wssync.{side}")
@@ -189,17 +246,22 @@ class Connection:
         self.latency: float = 0.0
 
         self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
+        # Created when a second thread first has to wait (see _condition).
+        self._cond: threading.Condition | None = None
+        self._waiting = 0  # threads waiting on _cond
         self._send_lock = threading.Lock()
-        self._out: collections.deque[bytes | memoryview] = collections.deque()
-        self._messages: collections.deque[_Message] = collections.deque()
+        # Lists, not deques: both are short in practice (the message queue
+        # is bounded by max_queue and DEFAULT_QUEUE_BYTES), and an empty
+        # deque costs 600 bytes per idle connection.
+        self._out: list[bytes | memoryview] = []
+        self._messages: list[_Message] = []
         self._receiving: _Message | None = None  # message whose fragments arrive
         self._queued = 0  # bytes + overhead of complete messages in _messages
         self._pings: dict[bytes, threading.Event] = {}  # user pings, in order
-        # Keepalive pings in flight: payload -> monotonic time sent.
-        self._keepalive_pings: collections.OrderedDict[bytes, float] = (
-            collections.OrderedDict()
-        )
+        # Keepalive pings in flight, in order: payload -> monotonic time sent.
+        self._keepalive_pings: dict[bytes, float] = {}
+        # Monotonic time since when a keepalive pong is overdue, if one is.
+        self._awaiting_pong_since: float | None = None
         self._reader: object | None = None  # the reading thread's Waker, or _WATCHER
         self._writer: Waker | None = None  # the waker of a send waiting on the socket
         self._fragmenting = False  # a fragmented message is being sent
@@ -207,6 +269,16 @@ class Connection:
         self._aborted = False  # the TCP connection was torn down
         self._socket_closed = False
         self._close_when_idle = False  # close the socket when roles are free
+        # A close() that came before the connection went live (server shutdown).
+        self._close_request: tuple[int, str] | None = None
+        self._close_timer_armed = False
+        self._started = False  # the opening handshake is done
+        self._drained = False  # the last read took everything the socket had
+        self._handed_back = False  # a lazy refresh is pending
+        self._last_frame_at = 0.0  # monotonic time of the last frame received
+        self._last_recv = 0.0  # monotonic time recv() last returned a message
+        self._skipping_broadcasts = False
+        self._cork_timer = False  # an _uncork() is scheduled
         self._watcher = get_watcher()
         self._finalizer = weakref.finalize(self, _close_socket, sock)
 
@@ -237,8 +309,6 @@ class Connection:
 
     # ------------------------------------------------------------------ state
 
-    _started = False
-
     @property
     def state(self) -> State:
         """The connection's :class:`~wssync.State`."""
@@ -253,6 +323,15 @@ class Connection:
     def close_reason(self) -> str | None:
         """The close reason (RFC 6455 §7.1.6), ``None`` until closed."""
         return self.protocol.close_reason
+
+    @property
+    def id(self) -> uuid.UUID:
+        """A unique identifier of the connection, for logs."""
+        # Drawn on first use: most connections never need one, and each
+        # uuid4() costs a system call and 100 bytes.
+        if self._id is None:
+            self._id = uuid.uuid4()
+        return self._id
 
     @property
     def path(self) -> str:
@@ -358,7 +437,7 @@ class Connection:
     def _pop_message(self) -> _Message:
         """Take the first message off the queue. Called with the lock held."""
         was_paused = self._paused()
-        message = self._messages.popleft()
+        message = self._messages.pop(0)
         if message.complete:
             self._queued -= message.size + MESSAGE_OVERHEAD
         else:
@@ -402,12 +481,16 @@ class Connection:
                     # Another thread reads: it notifies when it is done.
                     self._waiting += 1
                     try:
-                        self._cond.wait(remaining)
+                        self._condition().wait(remaining)
                     finally:
                         self._waiting -= 1
             if waker is None:
                 self._apply_pending_failure()
                 continue
+            if self._out:
+                # Replies held back while messages were waiting (see _cork)
+                # leave before this thread waits for more.
+                self._flush_nowait()
             try:
                 self._read(waker, deadline)
             finally:
@@ -456,8 +539,6 @@ class Connection:
         finally:
             _give_back(buffer)
 
-    _drained = False  # the last read took everything the socket had
-
     def _receive(
         self, data: memoryview | None, error: BaseException | None = None
     ) -> None:
@@ -494,14 +575,21 @@ class Connection:
         if closing:
             self._arm_close_timer()
 
-    _last_frame_at = 0.0  # monotonic time of the last frame received
-    _waiting = 0  # threads waiting on _cond
+    def _condition(self) -> threading.Condition:
+        """The condition to wait on with the lock held, made on first use."""
+        # Most connections only ever have one thread at a time in them: a
+        # Condition (with its deque of waiters) would be 1 KiB per idle
+        # connection for nothing.
+        if self._cond is None:
+            self._cond = threading.Condition(self._lock)
+        return self._cond
 
     def _notify(self) -> None:
         """Wake the threads waiting on ``_cond``. Called with the lock held."""
         # Condition.notify_all is Python code: skip it when nobody waits,
         # which is the common case on the hot path.
         if self._waiting:
+            assert self._cond is not None
             self._cond.notify_all()
 
     def _dispatch(self) -> None:
@@ -558,8 +646,6 @@ class Connection:
             and self.protocol.close_expected()
         )
 
-    _close_timer_armed = False
-
     def _arm_close_timer(self) -> None:
         """Bound the closing handshake that the peer or the core started.
 
@@ -611,9 +697,6 @@ class Connection:
         elif not self._handed_back:
             self._handed_back = True
             self._watcher.refresh(self, lazy=True)
-
-    _handed_back = False  # a lazy refresh is pending
-    _last_recv = 0.0  # monotonic time recv() last returned a message
 
     # ---------------------------------------------------------------- watcher
 
@@ -694,6 +777,7 @@ class Connection:
         """
         if isinstance(message, (str, bytes, bytearray, memoryview)):
             is_text, data = self._encode(message, text)
+            corked = False
             self._send_lock.acquire()
             try:
                 with self._lock:
@@ -702,11 +786,20 @@ class Connection:
                         self.protocol.send_text(data)
                     else:
                         self.protocol.send_binary(data)
-                    self._take_output()
-                self._flush()
+                    corked = self._cork()
+                    if self._out or corked:
+                        self._take_output()
+                        chunks = None
+                    else:
+                        chunks = self.protocol.data_to_send()
+                if corked:
+                    pass
+                elif chunks is None or not self._write_now(chunks):
+                    self._flush()
             finally:
                 self._send_lock.release()
-                self._after_send()
+                if (self._out and not corked) or self._close_when_idle:
+                    self._after_send()
         elif isinstance(message, Iterable):
             self._send_fragments(iter(message), text)
         else:
@@ -781,6 +874,68 @@ class Connection:
         self._out.extend(chunks)
         return len(chunks)
 
+    def _cork(self) -> bool:
+        """Whether to hold this message back, to leave with the next ones.
+
+        Called with the lock held, by :meth:`send`. When the peer sent
+        several messages at once and the application answers each,
+        writing each answer with its own system call costs more than all
+        the rest (a loopback TCP send is several microseconds). So while
+        complete messages wait in the queue and the application is taking
+        them one after the other (it returned from :meth:`recv` just
+        now), answers gather in the output queue. They leave, in one
+        sendmsg(), when a thread is about to wait for more input (see
+        :meth:`_wait_for`), when :data:`CORK_CHUNKS` are held, or at the
+        latest after :data:`CORK_DELAY` (the watcher flushes them).
+        """
+        messages = self._messages
+        if not (messages and messages[0].complete) or len(self._out) >= CORK_CHUNKS:
+            return False
+        now = time.monotonic()
+        if now - self._last_recv > CORK_DELAY:
+            # The application isn't going through its queue right now
+            # (a producer that never receives, say): no reason to wait.
+            return False
+        if not self._cork_timer:
+            self._cork_timer = True
+            self._watcher.call_at(now + CORK_DELAY, self._uncork)
+        return True
+
+    def _uncork(self) -> None:
+        """Write the replies held back by :meth:`_cork`; in the watcher thread."""
+        with self._lock:
+            self._cork_timer = False
+        if self._out:
+            self._flush_nowait()
+
+    def _write_now(self, chunks: list[bytes]) -> bool:
+        """Write a message's frames at once; ``False`` if some are left queued.
+
+        The fast path of :meth:`send` when nothing else is queued: one
+        system call and no lock, instead of going through the output queue.
+        The caller holds ``_send_lock`` and passes what the core produced
+        (with nothing queued before it). Whatever can't be written now goes
+        to the front of the queue, before output queued meanwhile (a pong
+        from the reading thread, say), for :meth:`_flush` to finish.
+        """
+        sent = 0
+        if _EOF not in chunks and not self._socket_closed:
+            try:
+                sent = self._write(self.socket, chunks)  # type: ignore[arg-type]
+            except _WANT_WRITE:
+                pass
+            except OSError as exc:
+                with self._lock:
+                    self._out[:0] = chunks
+                self._abort(exc)
+                return False
+            if sent == sum(map(len, chunks)):
+                return True
+        with self._lock:
+            self._out[:0] = chunks
+            self._forget_sent(sent)
+        return False
+
     def _flush(self, deadline: float | None = None) -> None:
         """Write the whole output queue, waiting for the socket as needed.
 
@@ -833,11 +988,11 @@ class Connection:
             with self._lock:
                 if not self._out or self._aborted or self._socket_closed:
                     return False
-                chunks = list(self._out) if len(self._out) > 1 else [self._out[0]]
+                chunks = self._out[:_IOV_MAX]
             try:
                 if chunks[0] is _EOF:
                     with self._lock:
-                        self._out.popleft()
+                        del self._out[0]
                     sock.shutdown(socket.SHUT_WR)
                     continue
                 sent = self._write(sock, chunks)
@@ -847,15 +1002,26 @@ class Connection:
                 self._abort(exc)
                 return False
             with self._lock:
-                out = self._out
-                while sent:
-                    head = out[0]
-                    if sent >= len(head):
-                        sent -= len(head)
-                        out.popleft()
-                    else:
-                        out[0] = memoryview(head)[sent:]
-                        return True
+                if self._forget_sent(sent):
+                    return True
+
+    def _forget_sent(self, sent: int) -> bool:
+        """Drop ``sent`` written bytes off the output queue; ``True`` if a chunk is cut.
+
+        Called with the lock held.
+        """
+        out = self._out
+        done = 0
+        for chunk in out:
+            if sent < len(chunk) or chunk is _EOF:
+                break
+            sent -= len(chunk)
+            done += 1
+        del out[:done]
+        if sent:
+            out[0] = memoryview(out[0])[sent:]
+            return True
+        return False
 
     @staticmethod
     def _write(sock: socket.socket, chunks: list[bytes | memoryview]) -> int:
@@ -867,7 +1033,7 @@ class Connection:
         if isinstance(sock, ssl.SSLSocket) or not hasattr(sock, "sendmsg"):
             return sock.send(b"".join(chunks))
         # Header and payload leave in one system call, without a copy.
-        return sock.sendmsg(chunks[:_IOV_MAX])
+        return sock.sendmsg(chunks)
 
     def _flush_nowait(self) -> None:
         """Write what can be written without blocking; never waits for a lock.
@@ -930,8 +1096,6 @@ class Connection:
         if not reason:
             self._flush_nowait()
 
-    _skipping_broadcasts = False
-
     # ------------------------------------------------------------ ping / pong
 
     def ping(self, data: Data | None = None) -> threading.Event:
@@ -985,8 +1149,9 @@ class Connection:
         sent = self._keepalive_pings
         self.latency = time.monotonic() - sent[payload]
         # A pong answers the ping and, implicitly, every earlier one.
-        while sent:
-            if sent.popitem(last=False)[0] == payload:
+        for key in list(sent):
+            del sent[key]
+            if key == payload:
                 break
         self._awaiting_pong_since = None
 
@@ -1035,8 +1200,6 @@ class Connection:
         if start_check and self.ping_timeout is not None:
             self._watcher.call_at(now + self.ping_timeout, self._check_pong)
         self._watcher.call_at(now + self.ping_interval, self._keepalive)
-
-    _awaiting_pong_since: float | None = None
 
     def _check_pong(self) -> None:
         """Fail the connection if the peer shows no sign of life.
@@ -1099,8 +1262,6 @@ class Connection:
                 self._abort(None)
             self._release_socket()
 
-    _close_request: tuple[int, str] | None = None
-
     def _close_nowait(self, code: int, reason: str) -> None:
         """Start the closing handshake without waiting (for server shutdown).
 
@@ -1127,7 +1288,7 @@ class Connection:
                     break
                 self._waiting += 1
                 try:
-                    self._cond.wait(remaining)
+                    self._condition().wait(remaining)
                 finally:
                     self._waiting -= 1
             finished = self._finished()
