@@ -50,7 +50,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Callable, Union
 
 from .exceptions import ConnectionClosed, ConnectionClosedOK
@@ -253,7 +253,7 @@ class Connection:
         # Lists, not deques: both are short in practice (the message queue
         # is bounded by max_queue and DEFAULT_QUEUE_BYTES), and an empty
         # deque costs 600 bytes per idle connection.
-        self._out: list[bytes | memoryview] = []
+        self._out: list[bytes | bytearray | memoryview] = []
         self._messages: list[_Message] = []
         self._receiving: _Message | None = None  # message whose fragments arrive
         self._queued = 0  # bytes + overhead of complete messages in _messages
@@ -908,7 +908,7 @@ class Connection:
         if self._out:
             self._flush_nowait()
 
-    def _write_now(self, chunks: list[bytes]) -> bool:
+    def _write_now(self, chunks: list[bytes | bytearray]) -> bool:
         """Write a message's frames at once; ``False`` if some are left queued.
 
         The fast path of :meth:`send` when nothing else is queued: one
@@ -921,7 +921,7 @@ class Connection:
         sent = 0
         if _EOF not in chunks and not self._socket_closed:
             try:
-                sent = self._write(self.socket, chunks)  # type: ignore[arg-type]
+                sent = self._write(self.socket, chunks)
             except _WANT_WRITE:
                 pass
             except OSError as exc:
@@ -1024,7 +1024,9 @@ class Connection:
         return False
 
     @staticmethod
-    def _write(sock: socket.socket, chunks: list[bytes | memoryview]) -> int:
+    def _write(
+        sock: socket.socket, chunks: Sequence[bytes | bytearray | memoryview]
+    ) -> int:
         """Write some of ``chunks`` with one system call; return the bytes written."""
         if len(chunks) == 1:
             return sock.send(chunks[0])

@@ -15,6 +15,7 @@ from wssync.sansio.frames import (
     Frame,
     Opcode,
     apply_mask,
+    mask_in_place,
     serialize_frame,
 )
 
@@ -184,6 +185,21 @@ def test_apply_mask_preserves_leading_zero_bytes() -> None:
     assert apply_mask(b"\x00\x00\x00a", key) == b"\x00\x00\x00a"
     key = b"\xff\xff\xff\xff"
     assert apply_mask(b"\xff\xff\xff\xff\xff", key) == b"\x00" * 5
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 256, 257, 4097])
+@pytest.mark.parametrize("start", [0, 1, 3, 6])
+@pytest.mark.parametrize("offset", [0, 1, 2, 3, 5])
+def test_mask_in_place_from_any_start_and_offset(
+    size: int, start: int, offset: int
+) -> None:
+    # A payload masked part by part: each part starts at some phase of the key.
+    data = os.urandom(start + size)
+    key = os.urandom(4)
+    buffer = bytearray(data)
+    mask_in_place(buffer, key, start, offset)
+    rotated = key[offset % 4 :] + key[: offset % 4]
+    assert bytes(buffer) == data[:start] + naive_mask(data[start:], rotated)
 
 
 def test_apply_mask_returns_bytes() -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "Frame",
     "Opcode",
     "apply_mask",
+    "mask_in_place",
     "serialize_frame",
 ]
 
@@ -193,21 +194,29 @@ class Close:
 # cheaper than a second send() / an iovec entry; above, the copy costs more.
 _JOIN_LIMIT = 4096
 
-# Masking works on blocks of this many bytes: int.from_bytes() over a whole
-# multi-megabyte buffer runs at half the speed, because the big ints no longer
-# fit in the CPU caches (measured on CPython 3.11: 0.35 vs 0.7 GB/s at 16 MiB).
-_MASK_BLOCK = 16384
+# Below this size, masking on Python ints beats the four translate() passes
+# of mask_in_place(), whose fixed cost is a dozen calls (measured on CPython
+# 3.11: equal around 200 bytes; at 1 KiB, 2.6 µs for ints, 1.8 µs for lanes).
+_INT_MASK_LIMIT = 256
 
 _pack_short = struct.Struct("!BBH").pack
 _pack_long = struct.Struct("!BBQ").pack
 
+# _xor_tables[k]: the translate() table that XORs every byte with k; made on
+# first use (256 bytes each).
+_xor_tables: list[bytes | None] = [None] * 256
+_IDENTITY = bytes(range(256))
+
+
+def _xor_table(k: int) -> bytes:
+    table = _xor_tables[k]
+    if table is None:
+        table = _xor_tables[k] = bytes(b ^ k for b in _IDENTITY)
+    return table
+
 
 def apply_mask(data: BytesLike, mask: bytes) -> bytes:
     """Mask or unmask a payload (RFC 6455 §5.3).
-
-    XOR-ing the payload with the 4-byte key repeated: done on Python ints
-    built with :meth:`int.from_bytes`, so the work happens in C in bulk
-    instead of a Python loop over bytes.
 
     Args:
         data: The payload.
@@ -217,38 +226,48 @@ def apply_mask(data: BytesLike, mask: bytes) -> bytes:
         The payload XOR-ed with the key.
     """
     size = len(data)
-    if size <= _MASK_BLOCK:
+    if size <= _INT_MASK_LIMIT:
+        # XOR on Python ints: the work happens in C in one go.
         full, rest = divmod(size, 4)
         key = mask * full + mask[:rest]
         return (int.from_bytes(data, "big") ^ int.from_bytes(key, "big")).to_bytes(
             size, "big"
         )
-    return b"".join(_mask_blocks(data, mask))
+    buffer = bytearray(data)
+    mask_in_place(buffer, mask)
+    return bytes(buffer)
 
 
-def _mask_blocks(data: BytesLike, mask: bytes) -> list[bytes]:
-    """Mask a big payload block by block; return the masked blocks."""
-    # The block size is a multiple of 4: every block starts at the same phase
-    # of the key.
-    size = len(data)
-    view = memoryview(data)
-    block_key = int.from_bytes(mask * (_MASK_BLOCK // 4), "big")
-    from_bytes = int.from_bytes
-    last = size - size % _MASK_BLOCK
-    blocks = [
-        (from_bytes(view[start : start + _MASK_BLOCK], "big") ^ block_key).to_bytes(
-            _MASK_BLOCK, "big"
-        )
-        for start in range(0, last, _MASK_BLOCK)
-    ]
-    if last < size:
-        blocks.append(apply_mask(view[last:], mask))
-    return blocks
+def mask_in_place(
+    buffer: bytearray, mask: bytes, start: int = 0, offset: int = 0
+) -> None:
+    """Mask or unmask ``buffer[start:]`` in place (RFC 6455 §5.3).
+
+    Byte ``j`` of a payload is XOR-ed with ``mask[j % 4]``: the bytes of
+    each of the four phases of the key are one extended slice, XOR-ed with
+    a constant by :meth:`bytes.translate`, all in C. That is 1.5 to 2 times
+    as fast as XOR on :meth:`int.from_bytes` ints for big payloads, and
+    needs no temporary as big as the payload.
+
+    Args:
+        buffer: Holds the bytes to mask from ``start`` on.
+        mask: The 4-byte masking key.
+        start: Where the bytes to mask start in ``buffer``.
+        offset: The position in the payload of ``buffer[start]`` (non-zero
+            when a payload is masked part by part as it arrives).
+    """
+    end = len(buffer)
+    for lane in range(4):
+        first = start + lane
+        if first >= end:
+            break
+        table = _xor_table(mask[(offset + lane) & 3])
+        buffer[first:end:4] = buffer[first:end:4].translate(table)
 
 
 def serialize_frame(
     frame: Frame, *, mask: bool, key: bytes | None = None
-) -> list[bytes]:
+) -> list[bytes | bytearray]:
     """Serialize a frame into chunks of bytes ready to be sent.
 
     Args:
@@ -264,8 +283,9 @@ def serialize_frame(
             source of entropy too.
 
     Returns:
-        One chunk when the payload is masked or small; ``[header, payload]``
-        when it is large and unmasked, so the caller can hand both to
+        One chunk when the payload is masked or small (a :class:`bytearray`
+        when a big payload was masked into it); ``[header, payload]`` when it
+        is large and unmasked, so the caller can hand both to
         ``socket.sendmsg()`` without copying the payload.
     """
     data = frame.data
@@ -288,12 +308,15 @@ def serialize_frame(
     if mask:
         if key is None:
             key = os.urandom(4)
-        if size <= _MASK_BLOCK:
+        if size <= _INT_MASK_LIMIT:
             return [header + key + apply_mask(data, key)]
-        # Join the header and the masked blocks at once: one copy, not two.
-        blocks = _mask_blocks(data, key)
-        blocks.insert(0, header + key)
-        return [b"".join(blocks)]
+        # Mask in the buffer that goes out: one copy of the payload.
+        buffer = bytearray(header)
+        buffer += key
+        start = len(buffer)
+        buffer += data
+        mask_in_place(buffer, key, start)
+        return [buffer]
     if size < _JOIN_LIMIT:
         return [header + data]
     return [header, data]

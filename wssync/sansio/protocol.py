@@ -45,7 +45,14 @@ from wssync.exceptions import (
     PayloadTooBig,
     ProtocolError,
 )
-from wssync.sansio.frames import Close, CloseCode, Frame, Opcode, apply_mask
+from wssync.sansio.frames import (
+    Close,
+    CloseCode,
+    Frame,
+    Opcode,
+    apply_mask,
+    mask_in_place,
+)
 from wssync.sansio.frames import serialize_frame as _serialize_frame
 
 if TYPE_CHECKING:
@@ -211,8 +218,7 @@ class Protocol:
         "_cur_key",
         "_cur_length",
         "_cur_opcode",
-        "_cur_parts",
-        "_cur_received",
+        "_cur_payload",
         "_cur_validate",
         "_discard",
         "_eof_rcvd",
@@ -279,7 +285,7 @@ class Protocol:
         self._mask_bit_expected = 0x80 if side is Side.SERVER else 0
 
         self._events: list[Frame] = []
-        self._output: list[bytes] = []
+        self._output: list[bytes | bytearray] = []
         # Once set, incoming bytes are ignored: after a close frame, after
         # failing the connection (RFC 6455 §7.1.7) and after the end of stream.
         self._discard = False
@@ -292,15 +298,14 @@ class Protocol:
         # The start of a frame whose header is incomplete.
         self._head = b""
         # The frame whose payload is incomplete: its first header byte, its
-        # opcode, length and masking key, and the payload parts received so
-        # far, already unmasked.
+        # opcode, length and masking key, and the payload received so far,
+        # already unmasked.
         self._collecting = False
         self._cur_first = 0
         self._cur_opcode = Opcode.CONT
         self._cur_length = 0
         self._cur_key: bytes | None = None
-        self._cur_parts: list[bytes | bytearray] = []
-        self._cur_received = 0
+        self._cur_payload = bytearray()
         self._cur_validate = False
 
         # The incoming message in progress (RFC 6455 §5.4): its opcode (TEXT
@@ -407,13 +412,11 @@ class Protocol:
         state stays OPEN and input is ignored.
 
         Args:
-            data: Bytes read from the socket (copied if not ``bytes``).
+            data: Bytes read from the socket. Nothing keeps a reference to
+                it after the call: the caller may reuse its buffer.
         """
         if self._discard:
             return
-        if type(data) is not bytes:
-            # The caller may reuse its buffer: keep nothing that points to it.
-            data = bytes(data)
         try:
             self._parse(data)
         except PayloadTooBig as exc:
@@ -598,7 +601,7 @@ class Protocol:
             self._send_eof()
         self._stop_parsing()
 
-    def data_to_send(self) -> list[bytes]:
+    def data_to_send(self) -> list[bytes | bytearray]:
         """Return the bytes to send since the last call, and forget them.
 
         Returns:
@@ -697,18 +700,23 @@ class Protocol:
         self._discard = True
         self._head = b""
         self._collecting = False
-        self._cur_parts = []
+        self._cur_payload = bytearray()
 
-    def _parse(self, data: bytes) -> None:
-        """Parse as many frames as ``data`` completes."""
-        pos = 0
+    def _parse(self, received: BytesLike) -> None:
+        """Parse as many frames as ``received`` completes."""
         if self._collecting:
-            pos = self._collect(data)
+            # The rest of a big payload is copied once, straight from the
+            # caller's buffer into the payload's.
+            used = self._collect(received)
             if self._collecting or self._discard:
                 return
-        elif self._head:
+            received = memoryview(received)[used:]
+        # Copied: the caller may reuse its buffer.
+        data = received if type(received) is bytes else bytes(received)
+        if self._head:
             data = self._head + data
             self._head = b""
+        pos = 0
         size = len(data)
         mask_bit_expected = self._mask_bit_expected
         max_size = self.max_size
@@ -807,7 +815,9 @@ class Protocol:
             end = start + length
             if end > size:
                 # The payload is incomplete: collect it over the next calls.
-                self._start_collecting(first, opcode, length, key, data[start:])
+                self._start_collecting(
+                    first, opcode, length, key, memoryview(data)[start:]
+                )
                 return
             if key is None:
                 payload = data[start:end]
@@ -824,15 +834,19 @@ class Protocol:
             self._head = data[pos:]
 
     def _start_collecting(
-        self, first: int, opcode: Opcode, length: int, key: bytes | None, part: bytes
+        self,
+        first: int,
+        opcode: Opcode,
+        length: int,
+        key: bytes | None,
+        part: BytesLike,
     ) -> None:
         self._collecting = True
         self._cur_first = first
         self._cur_opcode = opcode
         self._cur_length = length
         self._cur_key = key
-        self._cur_parts = []
-        self._cur_received = 0
+        self._cur_payload = bytearray()
         # Validate the UTF-8 of a text frame as it arrives, to fail as soon
         # as an invalid byte shows up (Autobahn 6.4.3, 6.4.4). Not when RSV
         # bits are set: then an extension transforms the payload first.
@@ -848,48 +862,36 @@ class Protocol:
         if part:
             self._add_part(part)
 
-    def _add_part(self, part: bytes) -> None:
-        key = self._cur_key
-        if key is not None:
-            # Unmask with the key rotated to where this part starts.
-            offset = self._cur_received & 3
-            if offset:
-                key = key[offset:] + key[:offset]
-            part = apply_mask(part, key)
-        parts = self._cur_parts
-        if len(part) >= 4096:
-            # Big parts are kept as they are and joined once at the end.
-            parts.append(part)
-        elif parts and type(parts[-1]) is bytearray:
-            # Small ones are coalesced: a peer trickling a frame one byte at
-            # a time must not cost a 33-byte object per byte.
-            parts[-1] += part
-        else:
-            parts.append(bytearray(part))
-        self._cur_received += len(part)
+    def _add_part(self, part: BytesLike) -> None:
+        # The payload grows as it arrives (never allocated from the length
+        # the peer announced, which may never come) and is unmasked in
+        # place: one copy of each byte, and no list of parts to join.
+        payload = self._cur_payload
+        start = len(payload)
+        payload += part
+        if self._cur_key is not None:
+            mask_in_place(payload, self._cur_key, start, start)
         if self._cur_validate:
             assert self._utf8 is not None
-            self._utf8.feed(part, False)
+            self._utf8.feed(bytes(memoryview(payload)[start:]), False)
 
-    def _collect(self, data: bytes) -> int:
+    def _collect(self, data: BytesLike) -> int:
         """Add to the incomplete frame; return how many bytes were used."""
-        missing = self._cur_length - self._cur_received
+        missing = self._cur_length - len(self._cur_payload)
         if len(data) < missing:
             self._add_part(data)
             return len(data)
-        self._add_part(data[:missing] if len(data) > missing else data)
+        self._add_part(memoryview(data)[:missing] if len(data) > missing else data)
         self._collecting = False
-        parts = self._cur_parts
-        self._cur_parts = []
+        payload = bytes(self._cur_payload)
+        self._cur_payload = bytearray()
         validated = self._cur_validate
         if validated and self._cur_first & 0x80:
             # The message ends with this frame: it must not end in the middle
             # of a code point.
             assert self._utf8 is not None
             self._utf8.feed(b"", True)
-        self._handle_frame(
-            self._cur_first, self._cur_opcode, b"".join(parts), validated
-        )
+        self._handle_frame(self._cur_first, self._cur_opcode, payload, validated)
         return missing
 
     def _handle_frame(
