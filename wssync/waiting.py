@@ -29,10 +29,18 @@ class Waker:
         self._writer.setblocking(False)
         self._fd = self._reader.fileno()
         self.signal_fd = self._writer.fileno()
+        # Made by (and for) one thread: whether it is the main thread, which
+        # Python runs signal handlers in.
+        self.on_main_thread = threading.current_thread() is _main_thread
         if hasattr(select, "poll"):
             # Kept with the waker registered: each wait only adds the socket.
             self.poller = select.poll()
             self.poller.register(self._fd, select.POLLIN)
+            # The socket registered by the last wait, and for which events:
+            # left registered, since the next wait is most often on the same
+            # socket (a poll object is a user-space table: no system call).
+            self.polled_fd = -1
+            self.polled_events = 0
 
     def fileno(self) -> int:
         """The file descriptor to poll for readability."""
@@ -55,6 +63,12 @@ class Waker:
 
     def close(self) -> None:
         """Release both sockets."""
+        global _routed_fd
+        if _routed_fd == self.signal_fd and self.signal_fd != -1:
+            # Signals must not go on to a closed (or reused) descriptor.
+            with contextlib.suppress(ValueError):  # not in the main thread
+                signal.set_wakeup_fd(-1)
+                _routed_fd = -1
         self._reader.close()
         self._writer.close()
 
@@ -64,6 +78,10 @@ class Waker:
 
 _local = threading.local()
 _main_thread = threading.main_thread()
+
+
+#: The waker descriptor left as the signal wake-up fd, if any (see wait_socket).
+_routed_fd = -1
 
 
 def _route_signals_to(fd: int) -> int:
@@ -103,17 +121,31 @@ if hasattr(select, "poll"):
             ``True`` if the socket is ready, ``False`` on a wake-up or time-out;
             the caller tells the two apart by its own state and deadline.
         """
+        global _routed_fd
         poller = waker.poller
         fd = sock.fileno()
-        poller.register(fd, select.POLLOUT if write else select.POLLIN)
-        on_main_thread = threading.current_thread() is _main_thread
-        if on_main_thread:
+        wanted = select.POLLOUT if write else select.POLLIN
+        if fd != waker.polled_fd or wanted != waker.polled_events:
+            if waker.polled_fd not in (-1, fd):
+                poller.unregister(waker.polled_fd)
+            poller.register(fd, wanted)  # or modify
+            waker.polled_fd = fd
+            waker.polled_events = wanted
+        restore = False
+        if waker.on_main_thread and _routed_fd != waker.signal_fd:
+            # Each set_wakeup_fd() costs a system call (it checks the
+            # descriptor): when nobody else had a wake-up fd, ours stays
+            # set between waits; a signal between them only makes the next
+            # wait return early. Someone else's is put back after each wait.
             previous = _route_signals_to(waker.signal_fd)
+            if previous == -1:
+                _routed_fd = waker.signal_fd
+            else:
+                restore = True
         try:
             events = poller.poll(None if timeout is None else max(0.0, timeout) * 1000)
         finally:
-            poller.unregister(fd)
-            if on_main_thread:
+            if restore:
                 _route_signals_to(previous)
         ready = False
         for event_fd, _ in events:
