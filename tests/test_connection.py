@@ -176,6 +176,7 @@ def test_replies_to_a_burst_leave_together(
     # Messages that arrived together get their replies in one system call.
     local, remote = pair
     monkeypatch.setattr(connection_module, "CORK_DELAY", 60)  # no timer flush
+    monkeypatch.setattr(connection_module, "CORK_WINDOW", 60)  # however slow
     messages = [bytes([i]) * (i + 1) for i in range(20)]
     writes = _count_writes(monkeypatch, local.socket)
     _burst(remote, messages)
@@ -192,6 +193,7 @@ def test_reply_held_back_leaves_without_another_recv(
     # the application never comes back for them.
     local, remote = pair
     monkeypatch.setattr(connection_module, "CORK_DELAY", 0.5)
+    monkeypatch.setattr(connection_module, "CORK_WINDOW", 60)
     writes = _count_writes(monkeypatch, local.socket)
     _burst(remote, [b"first", b"second"])
     local.send(local.recv())

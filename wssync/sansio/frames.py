@@ -194,10 +194,11 @@ class Close:
 # cheaper than a second send() / an iovec entry; above, the copy costs more.
 _JOIN_LIMIT = 4096
 
-# Below this size, masking on Python ints beats the four translate() passes
+# Up to this size, masking on Python ints beats the four translate() passes
 # of mask_in_place(), whose fixed cost is a dozen calls (measured on CPython
-# 3.11: equal around 200 bytes; at 1 KiB, 2.6 µs for ints, 1.8 µs for lanes).
-_INT_MASK_LIMIT = 256
+# 3.11: about 1.5 µs each at 512 bytes; at 1 KiB, 2.4 µs on ints, 1.9 µs in
+# lanes).
+_INT_MASK_LIMIT = 512
 
 _pack_short = struct.Struct("!BBH").pack
 _pack_long = struct.Struct("!BBQ").pack
@@ -213,6 +214,12 @@ def _xor_table(k: int) -> bytes:
     if table is None:
         table = _xor_tables[k] = bytes(b ^ k for b in _IDENTITY)
     return table
+
+
+def _xor_tables_for(mask: bytes) -> list[bytes]:
+    """The four translate() tables of a masking key."""
+    tables = _xor_tables
+    return [tables[k] or _xor_table(k) for k in mask]
 
 
 def apply_mask(data: BytesLike, mask: bytes) -> bytes:
@@ -256,13 +263,16 @@ def mask_in_place(
         offset: The position in the payload of ``buffer[start]`` (non-zero
             when a payload is masked part by part as it arrives).
     """
-    end = len(buffer)
-    for lane in range(4):
-        first = start + lane
-        if first >= end:
-            break
-        table = _xor_table(mask[(offset + lane) & 3])
-        buffer[first:end:4] = buffer[first:end:4].translate(table)
+    phase = offset & 3
+    if phase:
+        mask = mask[phase:] + mask[:phase]
+    t0, t1, t2, t3 = _xor_tables_for(mask)
+    # Written out: this runs for every message over a few hundred bytes.
+    # (A slice starting past the end is empty: short buffers need no care.)
+    buffer[start::4] = buffer[start::4].translate(t0)
+    buffer[start + 1 :: 4] = buffer[start + 1 :: 4].translate(t1)
+    buffer[start + 2 :: 4] = buffer[start + 2 :: 4].translate(t2)
+    buffer[start + 3 :: 4] = buffer[start + 3 :: 4].translate(t3)
 
 
 def serialize_frame(
