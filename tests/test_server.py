@@ -414,6 +414,44 @@ def test_tls(server_factory: Any, certificates: Any) -> None:
         assert ws.ping().wait(5)
 
 
+def test_tls_reading_and_writing_at_once(
+    server_factory: Any, certificates: Any
+) -> None:
+    # Both ways at once over TLS: on each side one thread writes while
+    # another reads (the watcher, or the client's reading thread), which
+    # take turns with the SSL object (OpenSSL forbids using one from two
+    # threads at once). A race there needn't show up in one run; this
+    # checks that taking turns loses nothing and never blocks.
+    server_context, client_context = certificates
+    count, size = 200, 32 * 1024
+    done = threading.Event()
+    received_by_server: list[bytes] = []
+
+    def handler(ws: wssync.ServerConnection) -> None:
+        # Write everything first: meanwhile the watcher reads for this
+        # connection, so the messages from the client wait in its queue.
+        for index in range(count):
+            ws.send(bytes([index % 256]) * size)
+        received_by_server.extend(ws.recv(timeout=10) for _ in range(count))
+        done.set()
+
+    server = server_factory(handler, ssl=server_context, max_queue=None)
+    with wssync.connect(
+        f"wss://localhost:{server.port}", ssl=client_context, max_queue=None
+    ) as ws:
+        received: list[bytes] = []
+        reader = threading.Thread(
+            target=lambda: received.extend(ws.recv(timeout=10) for _ in range(count))
+        )
+        reader.start()
+        for index in range(count):
+            ws.send(bytes([(index + 1) % 256]) * size)
+        reader.join(20)
+        assert done.wait(20)
+    assert received == [bytes([i % 256]) * size for i in range(count)]
+    assert received_by_server == [bytes([(i + 1) % 256]) * size for i in range(count)]
+
+
 def test_tls_server_hostname(server_factory: Any, certificates: Any) -> None:
     server_context, client_context = certificates
     server = server_factory(ssl=server_context)

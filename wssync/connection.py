@@ -191,6 +191,7 @@ class Connection:
         "_skipping_broadcasts",
         "_socket_closed",
         "_started",
+        "_tls_lock",
         "_waiting",
         "_want_write",
         "_watcher",
@@ -283,6 +284,11 @@ class Connection:
         self._last_recv = 0.0  # monotonic time recv() last returned a message
         self._skipping_broadcasts = False
         self._cork_timer = False  # an _uncork() is scheduled
+        # An SSL object must not be used by two threads at once (OpenSSL),
+        # and the reading thread and the writing one are often different:
+        # TLS reads and writes take this lock. They never block (the socket
+        # is non-blocking), so neither waits long.
+        self._tls_lock = threading.Lock() if isinstance(sock, ssl.SSLSocket) else None
         self._watcher = get_watcher()
         self._finalizer = weakref.finalize(self, _close_socket, sock)
 
@@ -507,7 +513,7 @@ class Connection:
         a time-out or a wake-up; the caller checks which.
         """
         sock = self.socket
-        if self._drained and not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+        if self._drained and not (self._tls_lock and self._tls_pending()):
             # The last read emptied the socket: wait first, rather than
             # spend a system call on a read that would only say EAGAIN.
             remaining = None if deadline is None else deadline - time.monotonic()
@@ -529,7 +535,12 @@ class Connection:
         buffer = _take_buffer()
         try:
             try:
-                n = sock.recv_into(buffer)
+                tls = self._tls_lock
+                if tls is None:
+                    n = sock.recv_into(buffer)
+                else:
+                    with tls:
+                        n = sock.recv_into(buffer)
             except _WANT_READ:
                 return False
             except ssl.SSLWantWriteError:  # pragma: no cover - TLS renegotiation
@@ -747,8 +758,8 @@ class Connection:
             # the selector: read them too.
             while (
                 self._read_available(sock)
-                and isinstance(sock, ssl.SSLSocket)
-                and sock.pending()
+                and self._tls_lock is not None
+                and self._tls_pending()
             ):
                 pass
         finally:
@@ -925,7 +936,12 @@ class Connection:
         sent = 0
         if _EOF not in chunks and not self._socket_closed:
             try:
-                sent = self._write(self.socket, chunks)
+                tls = self._tls_lock
+                if tls is None:
+                    sent = self._write(self.socket, chunks)
+                else:
+                    with tls:
+                        sent = self._write(self.socket, chunks)
             except _WANT_WRITE:
                 pass
             except OSError as exc:
@@ -999,7 +1015,12 @@ class Connection:
                         del self._out[0]
                     sock.shutdown(socket.SHUT_WR)
                     continue
-                sent = self._write(sock, chunks)
+                tls = self._tls_lock
+                if tls is None:
+                    sent = self._write(sock, chunks)
+                else:
+                    with tls:
+                        sent = self._write(sock, chunks)
             except _WANT_WRITE:
                 return True
             except OSError as exc:
@@ -1026,6 +1047,12 @@ class Connection:
             out[0] = memoryview(out[0])[sent:]
             return True
         return False
+
+    def _tls_pending(self) -> int:
+        """Decrypted bytes waiting inside the TLS object (TLS sockets only)."""
+        assert self._tls_lock is not None
+        with self._tls_lock:
+            return self.socket.pending()  # type: ignore[attr-defined, no-any-return]
 
     @staticmethod
     def _write(
