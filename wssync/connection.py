@@ -25,6 +25,9 @@ Lock discipline:
     bounded by ``write_timeout`` when set.
     Nobody waits for ``_send_lock`` without a bound: :meth:`close` waits at
     most ``close_timeout``, the watcher and :func:`broadcast` never wait.
+``_tls_lock`` (TLS only)
+    Taken around each non-blocking read or write of the SSL object: OpenSSL
+    forbids using one from two threads at once.
 Roles
     ``_reader`` is the waker of the thread reading the socket (``None``
     when no thread reads); exactly one thread may read at a time. The
