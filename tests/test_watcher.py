@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import socket
+import time
 import weakref
 from collections.abc import Iterator
 
 import pytest
 
-from wssync.watcher import Watcher
+from wssync.watcher import LAZY_DELAY, Watcher
 
 
 class Conn:
@@ -130,3 +131,25 @@ def test_timers_dont_keep_their_object_alive(
     run_due_timers(w)
     assert calls == ["kept", "function"]
     assert w._timers == []
+
+
+def test_watcher_stays_alert_for_a_while_after_refreshing(
+    watcher: tuple[Watcher, list[None]],
+) -> None:
+    # After a step that refreshed connections, the next steps come back
+    # within LAZY_DELAY even with nothing pending (a wake-up often ends the
+    # refreshing step's sleep at once): lazy refreshes then need no wake-up.
+    w, wakes = watcher
+    a, b = socket.socketpair()
+    with a, b:
+        w._pending[Conn(a)] = None
+        run_due_timers(w)  # refreshes the connection
+        run_due_timers(w)  # nothing pending
+        assert w._wakes_by <= time.monotonic() + LAZY_DELAY
+        w.refresh(Conn(a), lazy=True)
+        assert wakes == []
+        # Long after the last refresh, an idle watcher sleeps until woken.
+        w._pending.clear()
+        w._refreshed_at = time.monotonic() - 1
+        run_due_timers(w)
+        assert w._wakes_by == float("inf")

@@ -77,6 +77,8 @@ class Watcher:
         self._sequence = itertools.count()
         # Monotonic time by which the watcher will look at _pending anyway.
         self._wakes_by = float("inf")
+        # Monotonic time of the last step that had connections to refresh.
+        self._refreshed_at = float("-inf")
         self._thread = threading.Thread(
             target=self._run, name="wssync-watcher", daemon=True
         )
@@ -164,7 +166,15 @@ class Watcher:
                 wakes_by = self._timers[0][0] if self._timers else float("inf")
             # While connections were refreshed lately, more lazy refreshes
             # are likely: come back within LAZY_DELAY instead of sleeping.
+            # "Lately" spans steps: a wake-up (say by the next connection's
+            # start) often ends the sleep of the step that did the
+            # refreshing, and the step after it has none pending. Without a
+            # memory, that step slept until the next timer, and the next lazy
+            # refresh woke the watcher: nearly one wake-up (a thread switch)
+            # per connection in C3.
             if pending:
+                self._refreshed_at = now
+            if now - self._refreshed_at < LAZY_DELAY:
                 wakes_by = min(wakes_by, now + LAZY_DELAY)
             self._wakes_by = wakes_by
         timeout = None if wakes_by == float("inf") else max(0.0, wakes_by - now)
