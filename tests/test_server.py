@@ -436,3 +436,25 @@ def test_tls_untrusted_certificate(server_factory: Any, certificates: Any) -> No
 def test_ssl_with_ws_uri_rejected() -> None:
     with pytest.raises(ValueError):
         wssync.connect("ws://127.0.0.1:1", ssl=ssl.create_default_context())
+
+
+def test_date_header_is_formatted_once_per_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The handshake response's Date is cached for the current second: it
+    # must still be the right date, and change with the second.
+    import email.utils
+
+    from wssync import server as server_module
+
+    clock = [1_700_000_000.2]
+    monkeypatch.setattr(server_module.time, "time", lambda: clock[0])
+    monkeypatch.setattr(server_module, "_date_cache", (0, ""))
+    first = server_module._http_date()
+    assert first == email.utils.formatdate(1_700_000_000, usegmt=True)
+    clock[0] = 1_700_000_000.9
+    assert server_module._http_date() is first  # cached
+    clock[0] = 1_700_000_001.0
+    assert server_module._http_date() == email.utils.formatdate(
+        1_700_000_001, usegmt=True
+    )

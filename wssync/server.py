@@ -34,7 +34,7 @@ from .sansio.handshake import USER_AGENT, Accepted, ServerHandshake
 from .sansio.headers import build_www_authenticate_basic, parse_authorization_basic
 from .sansio.http11 import Request, RequestParser, Response
 from .sansio.protocol import Protocol, Side, State
-from .waiting import Waker, wait_socket
+from .waiting import Waker, recv_by, send_all_by, wait_socket
 
 __all__ = [
     "ServerConnection",
@@ -133,8 +133,7 @@ class ServerConnection(Connection):
                 return False
             if parsed is not None:
                 break
-            sock.settimeout(max(0.0, deadline - time.monotonic()))
-            data = sock.recv(HANDSHAKE_READ_SIZE)
+            data = recv_by(sock, HANDSHAKE_READ_SIZE, deadline)
             if not data:
                 # RFC 9112 §9.6: nothing to answer once the client left.
                 self.logger.debug("connection closed before the handshake request")
@@ -167,7 +166,7 @@ class ServerConnection(Connection):
                 response = replacement
         if response.status_code == 101 and not server._admit(self):
             response = self.respond(503, "The server is shutting down.\n")
-        self._send_response(response)
+        self._send_response(response, deadline)
         if response.status_code != 101:
             return False
         self._switch_protocols(accepted, bytes(buffer[consumed:]))
@@ -193,19 +192,47 @@ class ServerConnection(Connection):
         self.subprotocol = accepted.subprotocol
         self._start(leftover)
 
-    def _send_response(self, response: Response) -> None:
+    def _send_response(self, response: Response, deadline: float | None = None) -> None:
+        """Send an HTTP response and log it.
+
+        Args:
+            response: The response.
+            deadline: For a non-blocking socket (as :meth:`_open` has), when
+                to give up; a blocking socket has its own time-out.
+        """
         if "Date" not in response.headers:
-            response.headers["Date"] = email.utils.formatdate(usegmt=True)
+            response.headers["Date"] = _http_date()
         self.response = response
-        self.socket.sendall(response.serialize())
-        self.logger.log(
-            logging.INFO if response.status_code == 101 else logging.DEBUG,
-            '%s "%s %s" %d',
-            _format_address(self.remote_address),
-            self.request.method if self.request else "-",
-            self.request.path if self.request else "-",
-            response.status_code,
-        )
+        if self.socket.gettimeout() == 0.0:
+            send_all_by(self.socket, response.serialize(), deadline)
+        else:
+            self.socket.sendall(response.serialize())
+        level = logging.INFO if response.status_code == 101 else logging.DEBUG
+        if self.logger.isEnabledFor(level):
+            self.logger.log(
+                level,
+                '%s "%s %s" %d',
+                _format_address(self.remote_address),
+                self.request.method if self.request else "-",
+                self.request.path if self.request else "-",
+                response.status_code,
+            )
+
+
+#: The Date header of the current second: formatting it costs more than the
+#: rest of a small response's serialisation. (Second, value.)
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    """The ``Date`` header value for now (RFC 9110 §6.6.1), cached per second."""
+    global _date_cache
+    now = time.time()
+    second, value = _date_cache
+    if int(now) != second:
+        value = email.utils.formatdate(now, usegmt=True)
+        _date_cache = (int(now), value)  # one assignment: safe across threads
+    return value
 
 
 def _format_address(address: Any) -> str:
@@ -415,7 +442,6 @@ class ThreadingServer:
         connection: ServerConnection | None = None
         try:
             try:
-                client.setblocking(True)
                 if self.ssl is not None:
                     client.settimeout(max(0.0, deadline - time.monotonic()))
                     raw = client
@@ -423,6 +449,9 @@ class ThreadingServer:
                     with self._lock:
                         self._opening.discard(raw)
                         self._opening.add(client)
+                # Non-blocking from here on, as the connection wants it: the
+                # handshake polls only when it would block (see waiting.py).
+                client.setblocking(False)
                 connection = ServerConnection(
                     client,
                     self,
