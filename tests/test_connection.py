@@ -461,33 +461,3 @@ def test_unclosed_connection_no_warning(side: Side) -> None:
 def test_server_connection_class() -> None:
     assert issubclass(ServerConnection, Connection)
     assert issubclass(ClientConnection, Connection)
-
-
-class RecordingWatcher:
-    """Stands in for the watcher: records refreshes, runs no timers."""
-
-    def __init__(self) -> None:
-        self.refreshes: list[bool] = []
-
-    def refresh(self, conn: object, *, lazy: bool = False) -> None:
-        self.refreshes.append(lazy)
-
-    def call_at(self, when: float, callback: object) -> None:
-        pass
-
-
-@pytest.mark.parametrize(
-    ("side", "lazy"),
-    [(Side.SERVER, True), (Side.CLIENT, False)],
-    ids=["server", "client"],
-)
-def test_start_wakes_the_watcher_for_clients_only(side: Side, lazy: bool) -> None:
-    # A server's handler reads at once: its start asks the watcher to look
-    # within LAZY_DELAY, without a wake-up. A client's start wakes it.
-    a, b = socket.socketpair()
-    with a, b:
-        connection = Connection(a, Protocol(side), ping_interval=None)
-        watcher = RecordingWatcher()
-        connection._watcher = watcher  # type: ignore[assignment]
-        connection._start()
-        assert watcher.refreshes == [lazy]

@@ -227,13 +227,7 @@ class Connection:
             close_request = self._close_request
         if leftover:
             self._receive(memoryview(leftover))
-        # A server's handler runs at once and nearly always reads first: waking
-        # the watcher here cost a thread switch per connection (S5: about
-        # -60 us of server CPU, +35% connections/s when lazy); it looks within
-        # LAZY_DELAY anyway, inside the 100 ms promise. Clients stay eager:
-        # test_keepalive_spares_slow_reader_under_back_pressure's
-        # client-reads-late case needs the watcher reading at once.
-        self._watcher.refresh(self, lazy=self.protocol.side is Side.SERVER)
+        self._watcher.refresh(self)
         if close_request is not None:
             self._close_nowait(*close_request)
         if self.ping_interval is not None:
