@@ -159,3 +159,57 @@ def test_proxy_authentication(server: wssync.ThreadingServer) -> None:
 def test_unsupported_proxy_scheme(server: wssync.ThreadingServer) -> None:
     with pytest.raises(ValueError, match="unsupported proxy"):
         wssync.connect(f"ws://127.0.0.1:{server.port}/", proxy="socks5://127.0.0.1:1")
+
+
+_PROXY_NAMES = [
+    f"{scheme}_proxy{suffix}"
+    for scheme in ("http", "https", "all", "no")
+    for suffix in ("", "_upper")
+]
+
+
+def _urllib_choice(host: str, secure: bool) -> str | None:
+    """What proxy_for() answered when it scanned the environment with urllib."""
+    import urllib.request
+
+    proxies = urllib.request.getproxies_environment()
+    if urllib.request.proxy_bypass_environment(host, proxies):  # type: ignore[attr-defined]
+        return None
+    return proxies.get("https" if secure else "http") or proxies.get("all")
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_environment_lookup_matches_urllib(seed: int, monkeypatch: Any) -> None:
+    # proxy_for() looks up the few variable names it needs instead of
+    # scanning the environment with urllib: it must answer the same for
+    # every mix of lower/upper-case, empty and missing variables, in and
+    # out of a CGI script.
+    import os
+    import random
+
+    from wssync.proxy import proxy_for
+    from wssync.sansio.uri import parse_uri
+
+    rng = random.Random(seed)
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy") or name == "REQUEST_METHOD":
+            monkeypatch.delenv(name)
+    for entry in _PROXY_NAMES:
+        name = entry.replace("_upper", "")
+        if entry.endswith("_upper"):
+            name = name.upper()
+        choice = rng.choice(["missing", "empty", "set"])
+        if choice == "missing":
+            continue
+        if choice == "empty":
+            monkeypatch.setenv(name, "")
+        elif name.lower() == "no_proxy":
+            monkeypatch.setenv(name, rng.choice(["*", "example.com", ".com", "other"]))
+        else:
+            monkeypatch.setenv(name, f"http://{name}.test:3128")
+    if rng.random() < 0.3:
+        monkeypatch.setenv("REQUEST_METHOD", "GET")
+    for uri in ("ws://example.com/", "wss://example.com/", "ws://127.0.0.1:8000/"):
+        wsuri = parse_uri(uri)
+        expected = _urllib_choice(wsuri.host, wsuri.secure)
+        assert proxy_for(wsuri, True) == expected, (uri, dict(os.environ))

@@ -474,3 +474,112 @@ def test_tls_untrusted_certificate(server_factory: Any, certificates: Any) -> No
 def test_ssl_with_ws_uri_rejected() -> None:
     with pytest.raises(ValueError):
         wssync.connect("ws://127.0.0.1:1", ssl=ssl.create_default_context())
+
+
+def test_date_header_is_formatted_once_per_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The handshake response's Date is cached for the current second: it
+    # must still be the right date, and change with the second.
+    import email.utils
+
+    from wssync import server as server_module
+
+    clock = [1_700_000_000.2]
+    monkeypatch.setattr(server_module.time, "time", lambda: clock[0])
+    monkeypatch.setattr(server_module, "_date_cache", (0, ""))
+    first = server_module._http_date()
+    assert first == email.utils.formatdate(1_700_000_000, usegmt=True)
+    clock[0] = 1_700_000_000.9
+    assert server_module._http_date() is first  # cached
+    clock[0] = 1_700_000_001.0
+    assert server_module._http_date() == email.utils.formatdate(
+        1_700_000_001, usegmt=True
+    )
+
+
+# ------------------------------------------------------- handler threads reused
+
+
+def test_idle_handler_thread_gets_the_next_job() -> None:
+    from wssync.server import _Worker
+
+    lock = threading.Lock()
+    worker = _Worker()
+    idle = [worker]
+    a, b = socket.socketpair()
+    with a, b:
+        job = (a, ("127.0.0.1", 1), "wssync-handler-127.0.0.1:1")
+        with lock:
+            idle.remove(worker)
+            worker.hand(job)
+        assert worker.wait(5, lock, idle) == job
+        # The next wait starts empty again: it times out, and the thread
+        # takes itself off the idle list.
+        idle.append(worker)
+        assert worker.wait(0.01, lock, idle) is None
+        assert idle == []
+
+
+def test_idle_handler_thread_ends_at_shutdown() -> None:
+    from wssync.server import _Worker
+
+    lock = threading.Lock()
+    worker = _Worker()
+    idle = [worker]
+    with lock:
+        idle.clear()
+        worker.hand(None)  # what shutdown() does
+    assert worker.wait(5, lock, idle) is None
+
+
+def run_connections(
+    server_factory: Any, count: int
+) -> tuple[wssync.ThreadingServer, list[threading.Thread]]:
+    """Open and close ``count`` connections, one after the other.
+
+    Returns:
+        The server, and the thread that handled each connection.
+    """
+    threads: list[threading.Thread] = []
+
+    def handler(ws: wssync.ServerConnection) -> None:
+        threads.append(threading.current_thread())
+        # Named after the connection it handles, even when reused.
+        address = ws.remote_address
+        assert threading.current_thread().name == (
+            f"wssync-handler-{address[0]}:{address[1]}"
+        )
+        echo(ws)
+
+    server = server_factory(handler)
+    for _ in range(count):
+        with wssync.connect(f"ws://127.0.0.1:{server.port}/") as ws:
+            ws.send("x")
+            assert ws.recv(timeout=5) == "x"
+    return server, threads
+
+
+def test_idle_handler_threads_end_at_shutdown(server_factory: Any) -> None:
+    server, threads = run_connections(server_factory, 3)
+    server.shutdown()
+    for thread in threads:
+        thread.join(5)
+        assert not thread.is_alive()
+
+
+def test_idle_handler_threads_end_after_a_while(
+    server_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wssync import server as server_module
+
+    monkeypatch.setattr(server_module, "IDLE_THREAD_TIMEOUT", 0.01)
+    server, threads = run_connections(server_factory, 3)
+    for thread in threads:  # no shutdown: they end by themselves
+        thread.join(5)
+        assert not thread.is_alive()
+    # And the server still serves, with a new thread.
+    with wssync.connect(f"ws://127.0.0.1:{server.port}/") as ws:
+        ws.send("y")
+        assert ws.recv(timeout=5) == "y"
+    assert threads[-1] not in threads[:-1]

@@ -1,4 +1,5 @@
-"""Interruptible waits: wait_socket() with a thread's waker."""
+"""Waits: wait_socket() with a thread's waker, and the opening handshake's I/O
+on non-blocking sockets (recv_by, send_all_by)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,17 @@ import select
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from wssync import waiting
-from wssync.waiting import Waker, wait_socket
+from wssync.waiting import Waker, recv_by, send_all_by, wait_socket
 
-pytestmark = [
-    pytest.mark.timeout(10),
-    pytest.mark.skipif(not hasattr(select, "poll"), reason="poll() waits only"),
-]
+pytestmark = pytest.mark.timeout(10)
+
+needs_poll = pytest.mark.skipif(not hasattr(select, "poll"), reason="poll() waits only")
 
 
 @pytest.fixture
@@ -35,6 +36,7 @@ def waker() -> Iterator[Waker]:
     made.close()
 
 
+@needs_poll
 def test_ready_timeout_and_wake(
     pairs: list[tuple[socket.socket, socket.socket]], waker: Waker
 ) -> None:
@@ -49,6 +51,7 @@ def test_ready_timeout_and_wake(
     assert wait_socket(a, False, 0, waker) is False  # the wake-up was consumed
 
 
+@needs_poll
 def test_switching_sockets_forgets_the_last_one(
     pairs: list[tuple[socket.socket, socket.socket]], waker: Waker
 ) -> None:
@@ -63,6 +66,7 @@ def test_switching_sockets_forgets_the_last_one(
     assert wait_socket(a, False, 5, waker) is True  # and back
 
 
+@needs_poll
 def test_closed_socket_left_registered_does_not_wake(waker: Waker) -> None:
     a, b = socket.socketpair()
     b.send(b"x")
@@ -86,6 +90,7 @@ def no_wakeup_fd() -> Iterator[None]:
     waiting._routed_fd = -1
 
 
+@needs_poll
 @pytest.mark.usefixtures("no_wakeup_fd")
 def test_signals_stay_routed_to_the_main_thread_waker(
     pairs: list[tuple[socket.socket, socket.socket]], waker: Waker
@@ -100,6 +105,7 @@ def test_signals_stay_routed_to_the_main_thread_waker(
     assert signal.set_wakeup_fd(-1) == -1
 
 
+@needs_poll
 @pytest.mark.usefixtures("no_wakeup_fd")
 def test_someone_elses_wakeup_fd_is_put_back(
     pairs: list[tuple[socket.socket, socket.socket]], waker: Waker
@@ -111,6 +117,7 @@ def test_someone_elses_wakeup_fd_is_put_back(
     assert signal.set_wakeup_fd(-1) == theirs.fileno()
 
 
+@needs_poll
 def test_waker_of_another_thread_leaves_signals_alone(
     pairs: list[tuple[socket.socket, socket.socket]],
 ) -> None:
@@ -129,3 +136,97 @@ def test_waker_of_another_thread_leaves_signals_alone(
     thread.start()
     thread.join(5)
     assert result == [False, False]
+
+
+# ------------------------------------------------------ opening handshakes
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A connected pair; the first end non-blocking, as the handshake has it."""
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    with a, b:
+        yield a, b
+
+
+def test_recv_by_returns_what_is_there(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    b.sendall(b"GET / HTTP/1.1\r\n")
+    assert recv_by(a, 4096, time.monotonic() + 5) == b"GET / HTTP/1.1\r\n"
+
+
+def test_recv_by_waits_for_data(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing there yet: recv_by polls, and reads once the peer has written.
+    a, b = pair
+    waits: list[bool] = []
+    wait = waiting._wait_by
+
+    def write_then_wait(
+        sock: socket.socket, write: bool, deadline: float | None
+    ) -> None:
+        waits.append(write)
+        b.sendall(b"late")
+        wait(sock, write, deadline)
+
+    monkeypatch.setattr(waiting, "_wait_by", write_then_wait)
+    assert recv_by(a, 4096, time.monotonic() + 5) == b"late"
+    assert waits == [False]  # one wait, for reading
+    waits.clear()
+    # Without a deadline too.
+    assert recv_by(a, 4096, None) == b"late"
+    assert waits == [False]
+
+
+def test_recv_by_reports_end_of_stream(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    b.shutdown(socket.SHUT_WR)
+    assert recv_by(a, 4096, time.monotonic() + 5) == b""
+
+
+def test_recv_by_times_out(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, _ = pair
+    with pytest.raises(socket.timeout):
+        recv_by(a, 4096, time.monotonic() + 0.05)
+    # A deadline already past fails without waiting.
+    with pytest.raises(socket.timeout):
+        recv_by(a, 4096, time.monotonic() - 1)
+
+
+def test_send_all_by_writes_everything_past_a_full_buffer(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    # More than the socket buffers hold: send_all_by must wait for the
+    # reader and go on with the rest (partial writes).
+    a, b = pair
+    data = bytes(range(256)) * 16384  # 4 MiB
+    received = bytearray()
+
+    def read() -> None:
+        while len(received) < len(data):
+            chunk = b.recv(65536)
+            if not chunk:
+                break
+            received.extend(chunk)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        send_all_by(a, data, time.monotonic() + 10)
+    finally:
+        reader.join(10)
+    assert bytes(received) == data
+
+
+def test_send_all_by_times_out_when_nobody_reads(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, _ = pair
+    with pytest.raises(socket.timeout):
+        send_all_by(a, b"x" * (8 << 20), time.monotonic() + 0.1)

@@ -98,8 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         name="wssync-cli-printer",
         daemon=True,
     )
-    printer.start()
     try:
+        # Started inside the try: a server that closes at once makes the
+        # printer interrupt this thread as soon as it runs, possibly before
+        # start() returns here.
+        printer.start()
         for line in sys.stdin:
             connection.send(line.rstrip("\r\n"))
     except (KeyboardInterrupt, ConnectionClosedOK):

@@ -22,6 +22,7 @@ from .sansio.headers import HeadersLike
 from .sansio.http11 import Response, ResponseParser
 from .sansio.protocol import Protocol, Side
 from .sansio.uri import WebSocketURI, parse_uri
+from .waiting import recv_by, send_all_by
 
 __all__ = ["ClientConnection", "connect", "reconnect", "unix_connect"]
 
@@ -151,8 +152,10 @@ def connect(
                 user_agent_header=user_agent_header,
             )
             request = handshake.request()
-            connection_socket.settimeout(_remaining(deadline))
-            connection_socket.sendall(request.serialize())
+            # Non-blocking from here on, as the connection wants it: the
+            # handshake polls only when it would block (see waiting.py).
+            connection_socket.setblocking(False)
+            send_all_by(connection_socket, request.serialize(), deadline)
             response, leftover = _read_response(connection_socket, deadline)
             try:
                 accepted_extensions, subprotocol = handshake.process_response(response)
@@ -261,8 +264,7 @@ def _read_response(
         if parsed is not None:
             response, consumed = parsed
             return response, bytes(buffer[consumed:])
-        sock.settimeout(_remaining(deadline))
-        data = sock.recv(HANDSHAKE_READ_SIZE)
+        data = recv_by(sock, HANDSHAKE_READ_SIZE, deadline)
         if not data:
             parsed = parser.parse(buffer, eof=True)
             if parsed is None:

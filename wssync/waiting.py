@@ -15,9 +15,11 @@ import contextlib
 import select
 import signal
 import socket
+import ssl
 import threading
+import time
 
-__all__ = ["Waker", "thread_waker", "wait_socket"]
+__all__ = ["Waker", "recv_by", "send_all_by", "thread_waker", "wait_socket"]
 
 
 class Waker:
@@ -174,3 +176,75 @@ else:  # pragma: no cover - Windows
         if waker in r:
             waker.drain()
         return sock in r or sock in w
+
+
+# ------------------------------------------------------ opening handshakes
+#
+# The opening handshake reads and writes a non-blocking socket directly and
+# polls only when it would block, rather than put the socket in time-out mode:
+# a socket with a time-out costs a system call per settimeout(), and Python
+# polls it before every recv() and send(), even when the data is there (the
+# request that a server reads right after accept(), any send to a fresh
+# socket). Nothing else waits on these sockets yet, so a plain poll does:
+# ThreadingServer.shutdown() ends a server's handshakes by shutting their
+# sockets down, which makes the poll return.
+
+_WANT_READ = (BlockingIOError, ssl.SSLWantReadError)
+_WANT_WRITE = (BlockingIOError, ssl.SSLWantWriteError)
+
+
+def _wait_by(sock: socket.socket, write: bool, deadline: float | None) -> None:
+    """Wait until ``sock`` is ready for reading (or writing) or ``deadline``.
+
+    Raises:
+        socket.timeout: The deadline passed.
+    """
+    timeout = None
+    if deadline is not None:
+        timeout = deadline - time.monotonic()
+        if timeout <= 0:
+            raise socket.timeout("timed out")
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLOUT if write else select.POLLIN)
+        poller.poll(None if timeout is None else timeout * 1000)
+    else:  # pragma: no cover - Windows
+        ready = [sock]
+        select.select([] if write else ready, ready if write else [], [], timeout)
+
+
+def recv_by(sock: socket.socket, size: int, deadline: float | None) -> bytes:
+    """Read up to ``size`` bytes from the non-blocking ``sock`` before ``deadline``.
+
+    Returns:
+        The bytes read; ``b""`` at the end of the stream.
+
+    Raises:
+        socket.timeout: The deadline passed first.
+    """
+    while True:
+        try:
+            return sock.recv(size)
+        except _WANT_READ:
+            _wait_by(sock, False, deadline)
+        except ssl.SSLWantWriteError:  # pragma: no cover - TLS renegotiation
+            _wait_by(sock, True, deadline)
+
+
+def send_all_by(sock: socket.socket, data: bytes, deadline: float | None) -> None:
+    """Write all of ``data`` to the non-blocking ``sock`` before ``deadline``.
+
+    Raises:
+        socket.timeout: The deadline passed first.
+    """
+    view = memoryview(data)
+    while view:
+        try:
+            sent = sock.send(view)
+        except _WANT_WRITE:
+            _wait_by(sock, True, deadline)
+            continue
+        except ssl.SSLWantReadError:  # pragma: no cover - TLS renegotiation
+            _wait_by(sock, False, deadline)
+            continue
+        view = view[sent:]
