@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import re
@@ -558,6 +559,41 @@ def run_connections(
             ws.send("x")
             assert ws.recv(timeout=5) == "x"
     return server, threads
+
+
+_seen_by_handler: contextvars.ContextVar[str] = contextvars.ContextVar("seen")
+
+
+def test_context_variables_start_afresh_for_each_connection(
+    server_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Handler threads are reused; context variables must not leak from one
+    # connection's handler to the next, as they wouldn't in a new thread.
+    from wssync import server as server_module
+
+    seen: list[tuple[threading.Thread, str]] = []
+    idle = threading.Event()
+    wait = server_module._Worker.wait
+
+    def idle_then_wait(worker: Any, *args: Any) -> Any:
+        idle.set()
+        return wait(worker, *args)
+
+    monkeypatch.setattr(server_module._Worker, "wait", idle_then_wait)
+
+    def handler(ws: wssync.ServerConnection) -> None:
+        seen.append((threading.current_thread(), _seen_by_handler.get("unset")))
+        _seen_by_handler.set(ws.path)
+        echo(ws)
+
+    server = server_factory(handler)
+    for path in ("/first", "/second"):
+        with wssync.connect(f"ws://127.0.0.1:{server.port}{path}") as ws:
+            ws.send("x")
+            assert ws.recv(timeout=5) == "x"
+        assert idle.wait(5)  # the handler's thread waits for the next one
+    assert [value for _, value in seen] == ["unset", "unset"]
+    assert seen[0][0] is seen[1][0]  # the same thread, reused
 
 
 def test_idle_handler_threads_end_at_shutdown(server_factory: Any) -> None:

@@ -8,6 +8,7 @@ at once from any thread: no polling interval, unlike :mod:`socketserver`.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import email.utils
 import hmac
 import inspect
@@ -294,8 +295,10 @@ class ThreadingServer:
 
     A thread runs one connection at a time; once done, it waits up to
     :data:`IDLE_THREAD_TIMEOUT` seconds for the next connection rather than
-    end (at most :data:`MAX_IDLE_THREADS` wait), so thread-local data that a
-    handler leaves behind may be seen by a later connection's handler.
+    end (at most :data:`MAX_IDLE_THREADS` wait), so :class:`threading.local`
+    data that a handler leaves behind may be seen by a later connection's
+    handler. Context variables (:mod:`contextvars`) start afresh for each
+    connection.
 
     Bound and listening when created; :meth:`serve_forever` or :meth:`start`
     accept connections. :func:`serve` and :func:`unix_serve` are the usual
@@ -507,7 +510,9 @@ class ThreadingServer:
             while job is not None:
                 client, address, name = job
                 threading.current_thread().name = name
-                self._handle(client, address)
+                # A fresh context for each connection, as in a new thread:
+                # context variables don't leak from one handler to the next.
+                contextvars.Context().run(self._handle, client, address)
                 with self._lock:
                     if self._shutdown_requested or len(self._idle) >= MAX_IDLE_THREADS:
                         return
