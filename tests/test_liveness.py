@@ -297,12 +297,15 @@ def slow_reader_exchange(reader: str, size: int) -> None:
                 time.sleep(3)  # the application is slow: no recv() for 3 s
                 received = [ws.recv(timeout=5) for _ in range(count)]
                 assert received == messages
-                ws.send("done")
             else:
                 for message in messages:
                     ws.send(message)
                 assert ws.recv(timeout=10) == "ok"
-                ws.send("done")
+            # Pongs come in order: once this ping's pong is in, so are those
+            # of the keepalive pings sent before it (the last of which may
+            # have come after the last message, unread yet).
+            assert ws.ping().wait(5)
+            ws.send("done")
             assert outcome.get(timeout=5) == "done"
             assert ws.latency > 0  # keepalive did run
 
