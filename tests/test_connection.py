@@ -555,3 +555,59 @@ def test_unclosed_connection_no_warning(side: Side) -> None:
 def test_server_connection_class() -> None:
     assert issubclass(ServerConnection, Connection)
     assert issubclass(ClientConnection, Connection)
+
+
+class RecordingWatcher:
+    """Stands in for the watcher: records refreshes, runs no timers."""
+
+    def __init__(self) -> None:
+        self.refreshes: list[bool] = []
+
+    def refresh(self, conn: object, *, lazy: bool = False) -> None:
+        self.refreshes.append(lazy)
+
+    def call_at(self, when: float, callback: object) -> None:
+        pass
+
+
+def test_start_doesnt_wake_the_watcher(side: Side) -> None:
+    # The application reads or sends at once: a new connection asks the
+    # watcher to look within LAZY_DELAY, without waking it.
+    a, b = socket.socketpair()
+    with a, b:
+        connection = Connection(a, Protocol(side), ping_interval=None)
+        watcher = RecordingWatcher()
+        connection._watcher = watcher  # type: ignore[assignment]
+        connection._start()
+        assert watcher.refreshes == [True]
+
+
+def test_keepalive_check_right_after_reading_resumes(side: Side) -> None:
+    # Reading paused by back-pressure leaves the peer's frames (its pongs)
+    # unread in the socket. The keepalive check that comes right after the
+    # application took messages, before the next read, must not take the
+    # time of the last frame read before the pause for silence.
+    a, b = socket.socketpair()
+    local = make_connection(
+        a,
+        side,
+        max_queue=1,
+        max_size=64,
+        ping_interval=60,
+        ping_timeout=1,
+        close_timeout=0.1,  # the peer is a bare socket: it won't answer
+    )
+    try:
+        mask = side is Side.SERVER  # frames from the peer
+        frame = b"".join(serialize_frame(Frame(Opcode.BINARY, b"x" * 64), mask=mask))
+        local._receive(memoryview(frame))  # as if read: the queue is full
+        assert local._paused()
+        with local._lock:
+            local._last_frame_at -= 100  # read long ago
+            local._awaiting_pong_since = time.monotonic() - 100  # overdue
+        assert local.recv(timeout=5) == b"x" * 64  # reading resumes
+        local._check_pong()
+        assert local.state is wssync.State.OPEN
+    finally:
+        local.close()
+        b.close()

@@ -23,6 +23,7 @@ import queue
 import selectors
 import socket
 import ssl
+import threading
 import time
 import tracemalloc
 import zlib
@@ -306,6 +307,34 @@ def test_max_connections_503() -> None:
         finally:
             first.close()
             second.close()
+
+
+def test_max_connections_holds_under_concurrent_handshakes() -> None:
+    # Handshakes racing for the last places: never more than the limit.
+    release = threading.Event()
+
+    def handler(ws: wssync.ServerConnection) -> None:
+        release.wait(10)
+
+    with running_server(handler, max_connections=3) as server:
+        uri = f"ws://127.0.0.1:{server.port}/"
+
+        def attempt() -> object:
+            try:
+                return wssync.connect(uri, close_timeout=1)
+            except wssync.InvalidStatus as exc:
+                return exc.response.status_code
+
+        with concurrent.futures.ThreadPoolExecutor(10) as pool:
+            outcomes = list(pool.map(lambda _: attempt(), range(10)))
+        opened = [o for o in outcomes if isinstance(o, wssync.ClientConnection)]
+        try:
+            assert len(opened) == 3
+            assert sorted(o for o in outcomes if isinstance(o, int)) == [503] * 7
+        finally:
+            release.set()
+            for ws in opened:
+                ws.close()
 
 
 def test_origins_403() -> None:

@@ -116,6 +116,11 @@ class ServerConnection(Connection):
         """
         return self._handshake.reject(status, text)
 
+    def _too_many(self) -> Response:
+        response = self.respond(503, "Too many connections; try again later.\n")
+        response.headers["Retry-After"] = "10"
+        return response
+
     def _open(self, deadline: float) -> bool:
         """Run the opening handshake; return whether the connection is open.
 
@@ -145,12 +150,8 @@ class ServerConnection(Connection):
 
         server = self.server
         assert server is not None
-        if server.max_connections is not None and (
-            len(server.connections) >= server.max_connections
-        ):
-            response = self.respond(503, "Too many connections; try again later.\n")
-            response.headers["Retry-After"] = "10"
-            self._send_response(response)
+        if server._full():
+            self._send_response(self._too_many())
             return False
         if server.process_request is not None:
             early = server.process_request(self, request)
@@ -165,8 +166,13 @@ class ServerConnection(Connection):
             replacement = server.process_response(self, request, response)
             if replacement is not None:
                 response = replacement
-        if response.status_code == 101 and not server._admit(self):
-            response = self.respond(503, "The server is shutting down.\n")
+        if response.status_code == 101:
+            refusal = server._admit(self)
+            if refusal == "full":
+                # Another handshake took the last place since the check above.
+                response = self._too_many()
+            elif refusal == "shutdown":
+                response = self.respond(503, "The server is shutting down.\n")
         self._send_response(response, deadline)
         if response.status_code != 101:
             return False
@@ -572,19 +578,38 @@ class ThreadingServer:
                 if connection is not None:
                     self._connections.discard(connection)
 
-    def _admit(self, connection: ServerConnection) -> bool:
+    def _admit(self, connection: ServerConnection) -> str | None:
         """Count a connection as open, just before its 101 goes out.
 
         From then on :meth:`shutdown` closes it with a closing handshake
         (queued until it is live) instead of dropping it as a handshake in
-        progress.
+        progress. The check of ``max_connections`` and the counting happen
+        under one lock, so concurrent handshakes can't overshoot it.
+
+        Returns:
+            ``None`` if admitted; else why not: ``"shutdown"`` or ``"full"``.
         """
         with self._lock:
             if self._shutdown_requested:
-                return False
+                return "shutdown"
+            if self._full_locked():
+                return "full"
             self._opening.discard(connection.socket)
             self._connections.add(connection)
-            return True
+            return None
+
+    def _full(self) -> bool:
+        """Whether ``max_connections`` connections are admitted and not closed."""
+        with self._lock:
+            return self._full_locked()
+
+    def _full_locked(self) -> bool:
+        if self.max_connections is None:
+            return False
+        # Admitted connections count from their 101 on, before they go live
+        # (their state is CONNECTING until then), until they are CLOSED.
+        live = sum(1 for c in self._connections if c.state is not State.CLOSED)
+        return live >= self.max_connections
 
     def _run_handler(self, connection: ServerConnection) -> None:
         try:
