@@ -26,11 +26,15 @@ pytestmark = pytest.mark.timeout(20)
 def make_connection(sock: socket.socket, side: Side, **options: object) -> Connection:
     """A started connection over ``sock``, as a client or as a server."""
     max_size = options.pop("max_size", 2**20)
+    blocking_reads = bool(options.pop("blocking_reads", True))
     protocol = Protocol(side, max_size=max_size)  # type: ignore[arg-type]
     options.setdefault("ping_interval", None)
     options.setdefault("close_timeout", 2)
     cls = ClientConnection if side is Side.CLIENT else Connection
     connection = cls(sock, protocol, **options)  # type: ignore[arg-type]
+    # As connections made by serve() and connect() are: a thread other
+    # than the main one waits for messages in recv() itself.
+    connection._blocking_reads = blocking_reads
     connection._start()
     return connection
 
@@ -160,8 +164,10 @@ def _count_writes(monkeypatch: pytest.MonkeyPatch, sock: socket.socket) -> list[
     writes: list[int] = []
     write = Connection._write
 
-    def counting(s: socket.socket, chunks: list[bytes | memoryview]) -> int:
-        sent = write(s, chunks)
+    def counting(
+        s: socket.socket, chunks: list[bytes | memoryview], *flags: int
+    ) -> int:
+        sent = write(s, chunks, *flags)
         if s is sock:
             writes.append(sent)
         return sent
@@ -610,4 +616,33 @@ def test_keepalive_check_right_after_reading_resumes(side: Side) -> None:
         assert local.state is wssync.State.OPEN
     finally:
         local.close()
+        b.close()
+
+
+@pytest.mark.parametrize("blocking_reads", [True, False], ids=["recv", "poll"])
+def test_wait_in_recv_ends_when_the_connection_is_dropped(
+    side: Side, blocking_reads: bool
+) -> None:
+    # A thread waits for a message, in recv() itself (blocking reads) or in
+    # poll(); close() from another thread, whose closing handshake the
+    # peer never answers, drops the connection: the wait ends at once.
+    a, b = socket.socketpair()
+    local = make_connection(a, side, close_timeout=0.2, blocking_reads=blocking_reads)
+    outcome: list[BaseException] = []
+
+    def receive() -> None:
+        try:
+            local.recv()
+        except BaseException as exc:
+            outcome.append(exc)
+
+    reader = threading.Thread(target=receive)
+    reader.start()
+    try:
+        local.close()
+        reader.join(5)
+        assert not reader.is_alive()
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], wssync.ConnectionClosedError)
+    finally:
         b.close()

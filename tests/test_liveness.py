@@ -84,11 +84,15 @@ ROLES = ["server", "client"]
 def make_connection(sock: socket.socket, side: Side, **options: Any) -> Connection:
     """A started connection over ``sock`` (as in tests/test_connection.py)."""
     max_size = options.pop("max_size", 2**20)
+    blocking_reads = bool(options.pop("blocking_reads", True))
     protocol = Protocol(side, max_size=max_size)
     options.setdefault("ping_interval", None)
     options.setdefault("close_timeout", 2)
     cls = ClientConnection if side is Side.CLIENT else Connection
     connection = cls(sock, protocol, **options)
+    # As connections made by serve() and connect() are: a thread other
+    # than the main one waits for messages in recv() itself.
+    connection._blocking_reads = blocking_reads
     connection._start()
     return connection
 

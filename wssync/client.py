@@ -192,6 +192,7 @@ def connect(
         connection.request = request
         connection.response = response
         connection.subprotocol = subprotocol
+        connection._blocking_reads = True  # the socket is the connection's alone
         connection._start(leftover)
         return connection
     raise InvalidHandshake(f"more than {MAX_REDIRECTS} redirects")

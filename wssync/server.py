@@ -555,6 +555,7 @@ class ThreadingServer:
                     server_header=self.server_header,
                     **self._options,
                 )
+                connection._blocking_reads = True  # the socket is its alone
                 if self._shutdown_requested:
                     return
                 opened = connection._open(deadline)
