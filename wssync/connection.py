@@ -7,9 +7,12 @@ Threading model (docs/topics/design.rst tells the why):
 * When no thread reads, the process-wide watcher (:mod:`wssync.watcher`)
   reads instead: pings are answered and closes noticed while the
   application sends, sleeps or computes.
-* Sockets are non-blocking. A read or write that would block polls the
-  socket together with the waiting thread's waker, so :meth:`close`, a
-  keepalive failure or :meth:`ThreadingServer.shutdown` can end any wait.
+* A read or write that would block polls the socket together with the
+  waiting thread's waker, so :meth:`close`, a keepalive failure or
+  :meth:`ThreadingServer.shutdown` can end any wait. The exception: a
+  thread (not the main one) waiting for a message with no time-out blocks
+  in recv() on its socket, which only the end of the connection must end,
+  and every end goes through shutdown() (see _start and _abort).
 
 Lock discipline:
 
