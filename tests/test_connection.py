@@ -325,23 +325,31 @@ def test_messages_before_close_still_returned(
         remote.recv()
 
 
-def test_close_from_another_thread_unblocks_recv(
-    pair: tuple[Connection, Connection],
-) -> None:
-    local, _ = pair
+def recv_in_thread(
+    connection: Connection,
+) -> tuple[threading.Thread, list[BaseException]]:
+    """Call ``connection.recv()`` in a new thread; collect what it raises."""
     outcome: list[BaseException] = []
     started = threading.Event()
 
     def receive() -> None:
         started.set()
         try:
-            local.recv()
+            connection.recv()
         except BaseException as exc:
             outcome.append(exc)
 
     thread = threading.Thread(target=receive)
     thread.start()
     started.wait(5)
+    return thread, outcome
+
+
+def test_close_from_another_thread_unblocks_recv(
+    pair: tuple[Connection, Connection],
+) -> None:
+    local, _ = pair
+    thread, outcome = recv_in_thread(local)
     local.close()
     thread.join(5)
     assert not thread.is_alive()
@@ -628,16 +636,7 @@ def test_wait_in_recv_ends_when_the_connection_is_dropped(
     # peer never answers, drops the connection: the wait ends at once.
     a, b = socket.socketpair()
     local = make_connection(a, side, close_timeout=0.2, blocking_reads=blocking_reads)
-    outcome: list[BaseException] = []
-
-    def receive() -> None:
-        try:
-            local.recv()
-        except BaseException as exc:
-            outcome.append(exc)
-
-    reader = threading.Thread(target=receive)
-    reader.start()
+    reader, outcome = recv_in_thread(local)
     try:
         local.close()
         reader.join(5)
