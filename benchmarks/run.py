@@ -449,13 +449,25 @@ def _latency(entry: dict[str, Any], impl: str) -> str:
     return f"{fmt(med['p50_us'])} / {fmt(med['p99_us'])}"
 
 
+def _ratio(value: float, target: float | None) -> str:
+    """A ratio with 2 decimals, or 3 where 2 would round it onto its target."""
+    text = f"{value:.2f}"
+    if target is not None and float(text) == target and value != target:
+        text = f"{value:.3f}"
+    return text
+
+
 def _rows(scenario: Scenario, entry: dict[str, Any]) -> list[list[str]]:
     summary = entry["summary"]
     med = summary["medians"]
     ratios = summary["ratios"]
     names = IMPL_NAMES
     best = summary.get("best_anchor")
-    anchor = f"{ratios['anchor']:.2f} {names[best]}" if "anchor" in ratios else "—"
+    anchor = (
+        f"{_ratio(ratios['anchor'], scenario.target)} {names[best]}"
+        if "anchor" in ratios
+        else "—"
+    )
     raw = f"{ratios['raw']:.2f}" if "raw" in ratios else "—"
     target = " ".join(
         f"{label} {'ok' if ok else 'MISSED'}" for label, ok in summary["checks"]

@@ -85,3 +85,17 @@ def test_quick_run(tmp_path: Path) -> None:
             extensions = results["S1z"]["samples"][impl][0]["extensions"]
             assert "permessage-deflate" in extensions
             assert "server_no_context_takeover" in extensions
+
+
+def test_ratio_shows_the_side_of_a_target_it_is_on() -> None:
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks.run import _ratio
+    finally:
+        sys.path.remove(str(ROOT))
+    # 2 decimals, unless they would round a miss (or a pass) onto the target.
+    assert _ratio(1.524, 2.0) == "1.52"
+    assert _ratio(0.9985, 1.0) == "0.999"
+    assert _ratio(1.0004, 1.0) == "1.000"
+    assert _ratio(1.0, 1.0) == "1.00"
+    assert _ratio(1.3, None) == "1.30"
