@@ -164,15 +164,13 @@ def _count_writes(monkeypatch: pytest.MonkeyPatch, sock: socket.socket) -> list[
     writes: list[int] = []
     write = Connection._write
 
-    def counting(
-        s: socket.socket, chunks: list[bytes | memoryview], *flags: int
-    ) -> int:
-        sent = write(s, chunks, *flags)
-        if s is sock:
+    def counting(connection: Connection, chunks: list[bytes | memoryview]) -> int:
+        sent = write(connection, chunks)
+        if connection.socket is sock:
             writes.append(sent)
         return sent
 
-    monkeypatch.setattr(Connection, "_write", staticmethod(counting))
+    monkeypatch.setattr(Connection, "_write", counting)
     return writes
 
 

@@ -230,3 +230,11 @@ def test_send_all_by_times_out_when_nobody_reads(
     a, _ = pair
     with pytest.raises(socket.timeout):
         send_all_by(a, b"x" * (8 << 20), time.monotonic() + 0.1)
+
+
+def test_time_left() -> None:
+    assert waiting.time_left(None, "doing nothing") is None
+    left = waiting.time_left(time.monotonic() + 60, "waiting")
+    assert left is not None and 0 < left <= 60
+    with pytest.raises(TimeoutError, match="timed out connecting through"):
+        waiting.time_left(time.monotonic() - 1, "connecting through the proxy")

@@ -22,9 +22,12 @@ from .sansio.headers import HeadersLike
 from .sansio.http11 import Response, ResponseParser
 from .sansio.protocol import Protocol, Side
 from .sansio.uri import WebSocketURI, parse_uri
-from .waiting import recv_by, send_all_by
+from .waiting import recv_by, send_all_by, time_left
 
 __all__ = ["ClientConnection", "connect", "reconnect", "unix_connect"]
+
+# What a time-out interrupted, for its message.
+_OPENING = "during the opening handshake"
 
 #: Redirects followed before giving up, as browsers and requests do (they
 #: allow 20 and 30); a WebSocket endpoint rarely needs more than one.
@@ -212,15 +215,6 @@ def unix_connect(
     return connect(uri, unix_path=path, **options)
 
 
-def _remaining(deadline: float | None) -> float | None:
-    if deadline is None:
-        return None
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise TimeoutError("timed out during the opening handshake")
-    return remaining
-
-
 def _open_socket(
     wsuri: WebSocketURI,
     unix_path: str | os.PathLike[str] | None,
@@ -229,7 +223,7 @@ def _open_socket(
     if unix_path is not None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.settimeout(_remaining(deadline))
+            sock.settimeout(time_left(deadline, _OPENING))
             sock.connect(os.fspath(unix_path))
         except socket.timeout as exc:
             sock.close()
@@ -239,7 +233,9 @@ def _open_socket(
             raise
         return sock
     try:
-        return socket.create_connection((wsuri.host, wsuri.port), _remaining(deadline))
+        return socket.create_connection(
+            (wsuri.host, wsuri.port), time_left(deadline, _OPENING)
+        )
     except socket.timeout as exc:
         raise TimeoutError("timed out connecting") from exc
 
@@ -250,7 +246,7 @@ def _wrap_tls(
     context = ssl if isinstance(ssl, ssl_module.SSLContext) else None
     if context is None:
         context = ssl_module.create_default_context()
-    sock.settimeout(_remaining(deadline))
+    sock.settimeout(time_left(deadline, _OPENING))
     return context.wrap_socket(sock, server_hostname=server_hostname)
 
 

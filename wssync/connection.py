@@ -556,28 +556,25 @@ class Connection:
         a time-out or a wake-up; the caller checks which.
         """
         sock = self.socket
-        if self._drained and not (self._tls_lock and self._tls_pending()):
-            # The last read emptied the socket: wait first, rather than
-            # spend a system call on a read that would only say EAGAIN.
-            if deadline is None and self._dontwait and not waker.on_main_thread:
-                # Nothing but the end of the connection must end this wait,
-                # and _abort() does that with shutdown(): block in recv().
-                # (The main thread polls its waker too, for Ctrl-C.)
-                self._read_blocking(sock)
-                return
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                return
-            if not wait_socket(sock, False, remaining, waker):
-                return
+        # After a read that emptied the socket, wait first, rather than
+        # spend a system call on a read that would only say EAGAIN.
+        wait = self._drained and not (self._tls_lock and self._tls_pending())
+        if wait and deadline is None and self._dontwait and not waker.on_main_thread:
+            # Nothing but the end of the connection must end this wait, and
+            # _abort() does that with shutdown(): block in recv(). (The main
+            # thread polls its waker too, for Ctrl-C.)
+            self._read_blocking(sock)
+            return
         while not self._aborted:
+            if wait:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return
+                if not wait_socket(sock, False, remaining, waker):
+                    return
             if self._read_available(sock):
                 return
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                return
-            if not wait_socket(sock, False, remaining, waker):
-                return
+            wait = True
 
     def _read_blocking(self, sock: socket.socket) -> None:
         """Read once, waiting in recv() for data, and process it."""
@@ -596,10 +593,9 @@ class Connection:
         try:
             try:
                 tls = self._tls_lock
-                if self._dontwait:
+                if tls is None:
+                    # 0: the whole buffer; MSG_DONTWAIT on a blocking socket.
                     n = sock.recv_into(buffer, 0, self._dontwait)
-                elif tls is None:
-                    n = sock.recv_into(buffer)
                 else:
                     with tls:
                         n = sock.recv_into(buffer)
@@ -869,9 +865,7 @@ class Connection:
                         chunks = None
                     else:
                         chunks = self.protocol.data_to_send()
-                if corked:
-                    pass
-                elif chunks is None or not self._write_now(chunks):
+                if not corked and (chunks is None or not self._write_now(chunks)):
                     self._flush()
             finally:
                 self._send_lock.release()
@@ -998,12 +992,7 @@ class Connection:
         sent = 0
         if _EOF not in chunks and not self._socket_closed:
             try:
-                tls = self._tls_lock
-                if tls is None:
-                    sent = self._write(self.socket, chunks, self._dontwait)
-                else:
-                    with tls:
-                        sent = self._write(self.socket, chunks)
+                sent = self._write(chunks)
             except _WANT_WRITE:
                 pass
             except OSError as exc:
@@ -1077,12 +1066,7 @@ class Connection:
                         del self._out[0]
                     sock.shutdown(socket.SHUT_WR)
                     continue
-                tls = self._tls_lock
-                if tls is None:
-                    sent = self._write(sock, chunks, self._dontwait)
-                else:
-                    with tls:
-                        sent = self._write(sock, chunks)
+                sent = self._write(chunks)
             except _WANT_WRITE:
                 return True
             except OSError as exc:
@@ -1116,24 +1100,26 @@ class Connection:
         with self._tls_lock:
             return self.socket.pending()  # type: ignore[attr-defined, no-any-return]
 
-    @staticmethod
-    def _write(
-        sock: socket.socket,
-        chunks: Sequence[bytes | bytearray | memoryview],
-        flags: int = 0,
-    ) -> int:
+    def _write(self, chunks: Sequence[bytes | bytearray | memoryview]) -> int:
         """Write some of ``chunks`` with one system call; return the bytes written.
 
-        ``flags``: ``MSG_DONTWAIT`` on a blocking socket (see _start).
+        Never blocks: the socket is non-blocking, or blocking with
+        ``MSG_DONTWAIT`` on every write (see _start).
         """
-        if len(chunks) == 1:
-            return sock.send(chunks[0], flags)
-        if _EOF in chunks:
+        if len(chunks) > 1 and _EOF in chunks:
             chunks = chunks[: chunks.index(_EOF)]
-        if isinstance(sock, ssl.SSLSocket) or not hasattr(sock, "sendmsg"):
-            return sock.send(b"".join(chunks), flags)
+        sock = self.socket
+        tls = self._tls_lock
+        if tls is not None:
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            with tls:
+                return sock.send(data)
+        if len(chunks) == 1:
+            return sock.send(chunks[0], self._dontwait)
+        if not hasattr(sock, "sendmsg"):  # pragma: no cover - Windows
+            return sock.send(b"".join(chunks))
         # Header and payload leave in one system call, without a copy.
-        return sock.sendmsg(chunks, (), flags)
+        return sock.sendmsg(chunks, (), self._dontwait)
 
     def _flush_nowait(self) -> None:
         """Write what can be written without blocking; never waits for a lock.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 import ssl
-import time
 import urllib.parse
 import urllib.request
 from typing import Union
@@ -14,8 +13,12 @@ from .exceptions import InvalidHandshake, InvalidMessage
 from .sansio.headers import build_authorization_basic
 from .sansio.http11 import MAX_HEAD_SIZE
 from .sansio.uri import WebSocketURI, build_host
+from .waiting import time_left
 
 __all__ = ["ProxyOption", "open_tunnel", "proxy_for"]
+
+# What a time-out interrupted, for its message.
+_TUNNELING = "connecting through the proxy"
 
 ProxyOption = Union[str, bool, None]
 
@@ -95,7 +98,9 @@ def open_tunnel(
         # stream), which this client's socket-based I/O doesn't do.
         raise ValueError("wss:// through an https:// proxy isn't supported")
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    sock = socket.create_connection((parsed.hostname, port), _remaining(deadline))
+    sock = socket.create_connection(
+        (parsed.hostname, port), time_left(deadline, _TUNNELING)
+    )
     try:
         if parsed.scheme == "https":
             context = ssl.create_default_context()
@@ -113,7 +118,7 @@ def open_tunnel(
         if user_agent_header is not None:
             lines.append(f"User-Agent: {user_agent_header}")
         request = ("\r\n".join(lines) + "\r\n\r\n").encode()
-        sock.settimeout(_remaining(deadline))
+        sock.settimeout(time_left(deadline, _TUNNELING))
         sock.sendall(request)
         _read_answer(sock, deadline, proxy_url)
     except socket.timeout as exc:
@@ -136,7 +141,7 @@ def _read_answer(sock: socket.socket, deadline: float | None, proxy_url: str) ->
     while b"\r\n\r\n" not in head:
         if len(head) > MAX_HEAD_SIZE:
             raise InvalidMessage("proxy answer is too long", 431)
-        sock.settimeout(_remaining(deadline))
+        sock.settimeout(time_left(deadline, _TUNNELING))
         chunk = sock.recv(READ_SIZE)
         if not chunk:
             raise InvalidHandshake("proxy closed the connection")
@@ -147,12 +152,3 @@ def _read_answer(sock: socket.socket, deadline: float | None, proxy_url: str) ->
         raise InvalidMessage(f"invalid proxy answer: {status_line!r}")
     if not 200 <= int(parts[1]) < 300:
         raise InvalidHandshake(f"proxy {proxy_url} refused the tunnel: {status_line}")
-
-
-def _remaining(deadline: float | None) -> float | None:
-    if deadline is None:
-        return None
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise TimeoutError("timed out connecting through the proxy")
-    return remaining

@@ -19,7 +19,14 @@ import ssl
 import threading
 import time
 
-__all__ = ["Waker", "recv_by", "send_all_by", "thread_waker", "wait_socket"]
+__all__ = [
+    "Waker",
+    "recv_by",
+    "send_all_by",
+    "thread_waker",
+    "time_left",
+    "wait_socket",
+]
 
 
 class Waker:
@@ -191,6 +198,25 @@ else:  # pragma: no cover - Windows
 
 _WANT_READ = (BlockingIOError, ssl.SSLWantReadError)
 _WANT_WRITE = (BlockingIOError, ssl.SSLWantWriteError)
+
+
+def time_left(deadline: float | None, doing: str) -> float | None:
+    """Seconds left until ``deadline``, ``None`` without one: a socket time-out.
+
+    Args:
+        deadline: A :func:`time.monotonic` time, or ``None``.
+        doing: What takes the time, for the message: "during the opening
+            handshake", say.
+
+    Raises:
+        TimeoutError: The deadline passed.
+    """
+    if deadline is None:
+        return None
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError(f"timed out {doing}")
+    return remaining
 
 
 def _wait_by(sock: socket.socket, write: bool, deadline: float | None) -> None:
