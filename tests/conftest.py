@@ -11,6 +11,7 @@ from typing import Any, Callable
 import pytest
 
 import wssync
+from wssync.sansio.protocol import Side
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,3 +86,9 @@ def wssync_server() -> Iterator[Callable[..., wssync.ThreadingServer]]:
     yield start
     for server in servers:
         server.shutdown()
+
+
+@pytest.fixture(params=[Side.CLIENT, Side.SERVER], ids=["client", "server"])
+def side(request: pytest.FixtureRequest) -> Side:
+    """Run the test as a client and as a server."""
+    return request.param  # type: ignore[no-any-return]

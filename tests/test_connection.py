@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from pairs import make_connection
 
 import wssync
 from wssync import connection as connection_module
@@ -21,27 +22,6 @@ from wssync.sansio.protocol import Protocol, Side
 from wssync.server import ServerConnection
 
 pytestmark = pytest.mark.timeout(20)
-
-
-def make_connection(sock: socket.socket, side: Side, **options: object) -> Connection:
-    """A started connection over ``sock``, as a client or as a server."""
-    max_size = options.pop("max_size", 2**20)
-    blocking_reads = bool(options.pop("blocking_reads", True))
-    protocol = Protocol(side, max_size=max_size)  # type: ignore[arg-type]
-    options.setdefault("ping_interval", None)
-    options.setdefault("close_timeout", 2)
-    cls = ClientConnection if side is Side.CLIENT else Connection
-    connection = cls(sock, protocol, **options)  # type: ignore[arg-type]
-    # As connections made by serve() and connect() are: a thread other
-    # than the main one waits for messages in recv() itself.
-    connection._blocking_reads = blocking_reads
-    connection._start()
-    return connection
-
-
-@pytest.fixture(params=[Side.CLIENT, Side.SERVER], ids=["client", "server"])
-def side(request: pytest.FixtureRequest) -> Side:
-    return request.param  # type: ignore[no-any-return]
 
 
 @pytest.fixture

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pairs import make_connection
 from rawpeer import (
     CONT,
     PING,
@@ -61,9 +62,8 @@ from rawpeer import (
 
 import wssync
 import wssync.connection
-from wssync.client import ClientConnection
 from wssync.connection import Connection
-from wssync.sansio.protocol import Protocol, Side
+from wssync.sansio.protocol import Side
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -79,27 +79,6 @@ MARGIN = 1.5
 HUGE = 16 << 20
 
 ROLES = ["server", "client"]
-
-
-def make_connection(sock: socket.socket, side: Side, **options: Any) -> Connection:
-    """A started connection over ``sock`` (as in tests/test_connection.py)."""
-    max_size = options.pop("max_size", 2**20)
-    blocking_reads = bool(options.pop("blocking_reads", True))
-    protocol = Protocol(side, max_size=max_size)
-    options.setdefault("ping_interval", None)
-    options.setdefault("close_timeout", 2)
-    cls = ClientConnection if side is Side.CLIENT else Connection
-    connection = cls(sock, protocol, **options)
-    # As connections made by serve() and connect() are: a thread other
-    # than the main one waits for messages in recv() itself.
-    connection._blocking_reads = blocking_reads
-    connection._start()
-    return connection
-
-
-@pytest.fixture(params=[Side.CLIENT, Side.SERVER], ids=["client", "server"])
-def side(request: pytest.FixtureRequest) -> Side:
-    return request.param  # type: ignore[no-any-return]
 
 
 @pytest.fixture
