@@ -15,13 +15,11 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-import time
 from typing import Any, Callable
 
 from . import child, proto
-from .loadgen import CpuMeter, latency_stats
+from .loadgen import CpuMeter, Window
 
-perf = time.perf_counter
 MAX_SIZE = 4 * 2**20
 
 
@@ -84,74 +82,31 @@ def _pingpong(
 ) -> dict[str, Any]:
     send = client.binary_sender(ws) if binary else ws.send
     recv = ws.recv
-    count = sent_bytes = 0
-    latencies: list[float] = []
+    sent_bytes = 0
     index, total = 0, len(payloads)
-    meter = CpuMeter(None)
-    start = perf()
-    measure_from = start + p["warmup"]
-    end = measure_from + p["duration"]
-    while True:
-        t0 = perf()
-        if t0 >= end:
-            break
-        if meter.started is None and t0 >= measure_from:
-            meter.start()
+    window = Window(p, CpuMeter(None))
+    for count, t0 in enumerate(window):
         payload = payloads[index]
         send(payload)
         reply = recv()
         if reply != payload:
             raise proto.FrameError(f"reply {count} differs from what was sent")
-        t1 = perf()
-        if t0 >= measure_from:
-            count += 1
+        if window.done(t0):
             sent_bytes += len(payload)
-            latencies.append(t1 - t0)
         index = (index + 1) % total
-    elapsed = perf() - measure_from
-    cpu = meter.per_op(count)
-    return {
-        "count": count,
-        "verified": count,
-        "elapsed": elapsed,
-        "rate": count / elapsed,
-        "mb_per_s": sent_bytes / elapsed / 1e6,
-        **latency_stats(latencies),
-        **cpu,
-    }
+    return window.result(sent_bytes=sent_bytes)
 
 
-def connections(client: Client, p: dict[str, Any]):
+def connections(client: Client, p: dict[str, Any]) -> dict[str, Any]:
     uri = f"ws://{p['host']}:{p['port']}/"
-    count = 0
-    latencies: list[float] = []
-    meter = CpuMeter(None)
-    start = perf()
-    measure_from = start + p["warmup"]
-    end = measure_from + p["duration"]
-    while True:
-        t0 = perf()
-        if t0 >= end:
-            break
-        if meter.started is None and t0 >= measure_from:
-            meter.start()
+    window = Window(p, CpuMeter(None))
+    for t0 in window:
         with client.open(uri) as ws:
             pass
         if not client.closed_ok(ws):
             raise proto.FrameError("the closing handshake didn't complete")
-        t1 = perf()
-        if t0 >= measure_from:
-            count += 1
-            latencies.append(t1 - t0)
-    elapsed = perf() - measure_from
-    return {
-        "count": count,
-        "verified": count,
-        "elapsed": elapsed,
-        "rate": count / elapsed,
-        **latency_stats(latencies),
-        **meter.per_op(count),
-    }
+        window.done(t0)
+    return window.result()
 
 
 def run(p: dict[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ import select
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from . import child, proto
@@ -77,6 +78,59 @@ _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 def cpu_meter(p: dict[str, Any]) -> CpuMeter:
     return CpuMeter(p["server_pid"] if p.get("cpu_of") == "server" else None)
+
+
+class Window:
+    """A run's operations one after the other: warm-up, then the measured time.
+
+    Iterating yields each operation's start time until the run is over (and
+    starts the CPU meter when the measured part begins); :meth:`done` times
+    an operation, :meth:`result` sums the measured ones up.
+    """
+
+    def __init__(self, p: dict[str, Any], meter: CpuMeter) -> None:
+        self.meter = meter
+        self.measure_from = perf() + p["warmup"]
+        self.end = self.measure_from + p["duration"]
+        self.latencies: list[float] = []
+
+    def __iter__(self) -> Iterator[float]:
+        meter, measure_from, end = self.meter, self.measure_from, self.end
+        while True:
+            t0 = perf()
+            if t0 >= end:
+                return
+            if meter.started is None and t0 >= measure_from:
+                meter.start()
+            yield t0
+
+    def done(self, t0: float) -> bool:
+        """Record the operation started at ``t0``; whether it is measured."""
+        if t0 < self.measure_from:
+            return False
+        self.latencies.append(perf() - t0)
+        return True
+
+    def result(self, sent_bytes: int | None = None, **extra: Any) -> dict[str, Any]:
+        """Count, rate, latencies and CPU time of the measured operations.
+
+        Args:
+            sent_bytes: Payload bytes the measured operations echoed, for MB/s.
+            extra: More entries for the result.
+        """
+        count = len(self.latencies)
+        elapsed = perf() - self.measure_from
+        if sent_bytes is not None:
+            extra["mb_per_s"] = sent_bytes / elapsed / 1e6
+        return {
+            "count": count,
+            "verified": count,
+            "elapsed": elapsed,
+            "rate": count / elapsed,
+            **extra,
+            **latency_stats(self.latencies),
+            **self.meter.per_op(count),
+        }
 
 
 def latency_stats(latencies: list[float]) -> dict[str, float]:
@@ -202,20 +256,11 @@ def pingpong(p: dict[str, Any], opcode: int, payloads: list[bytes], deflate: boo
     known: dict[bytes, int] = {}
     server_wbits = peer.server_wbits
     compressed_replies = 0
-    count = sent_bytes = 0
-    latencies: list[float] = []
+    sent_bytes = 0
     index, total = 0, len(frames)
     sendall, recv_into = sock.sendall, sock.recv_into
-    meter = cpu_meter(p)
-    start = perf()
-    measure_from = start + p["warmup"]
-    end = measure_from + p["duration"]
-    while True:
-        t0 = perf()
-        if t0 >= end:
-            break
-        if meter.started is None and t0 >= measure_from:
-            meter.start()
+    window = Window(p, cpu_meter(p))
+    for count, t0 in enumerate(window):
         expect = expects[index]
         sendall(frames[index])
         if expect is not None:
@@ -241,24 +286,14 @@ def pingpong(p: dict[str, Any], opcode: int, payloads: list[bytes], deflate: boo
                     known[data] = index
             elif data != payloads[index]:
                 raise FrameError(f"reply {count} differs from what was sent")
-        t1 = perf()
-        if t0 >= measure_from:
-            count += 1
+        if window.done(t0):
             sent_bytes += len(payloads[index])
-            latencies.append(t1 - t0)
         index = (index + 1) % total
-    elapsed = perf() - measure_from
-    result = {
-        "count": count,
-        "verified": count,
-        "elapsed": elapsed,
-        "rate": count / elapsed,
-        "mb_per_s": sent_bytes / elapsed / 1e6,
-        "extensions": peer.extensions,
-        "compressed_replies": compressed_replies,
-        **latency_stats(latencies),
-        **meter.per_op(count),
-    }
+    result = window.result(
+        sent_bytes=sent_bytes,
+        extensions=peer.extensions,
+        compressed_replies=compressed_replies,
+    )
     return result, [peer]
 
 
@@ -417,18 +452,8 @@ def connections(p: dict[str, Any]):
         else proto.server_frame(proto.CLOSE, proto.CLOSE_1000)
     )
     accept = proto.ACCEPT
-    count = 0
-    latencies: list[float] = []
-    meter = cpu_meter(p)
-    start = perf()
-    measure_from = start + p["warmup"]
-    end = measure_from + p["duration"]
-    while True:
-        t0 = perf()
-        if t0 >= end:
-            break
-        if meter.started is None and t0 >= measure_from:
-            meter.start()
+    window = Window(p, cpu_meter(p))
+    for t0 in window:
         sock = proto.connect_tcp(host, port)
         try:
             sock.sendall(request)
@@ -450,19 +475,8 @@ def connections(p: dict[str, Any]):
                 raise FrameError("data after the close frame")
         finally:
             sock.close()
-        t1 = perf()
-        if t0 >= measure_from:
-            count += 1
-            latencies.append(t1 - t0)
-    elapsed = perf() - measure_from
-    return {
-        "count": count,
-        "verified": count,
-        "elapsed": elapsed,
-        "rate": count / elapsed,
-        **latency_stats(latencies),
-        **meter.per_op(count),
-    }, []
+        window.done(t0)
+    return window.result(), []
 
 
 def _proc_status(pid: int) -> tuple[int, int]:
