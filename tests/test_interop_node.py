@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
+from samples import BIG_PAYLOADS, BINARY_FRAGMENTS, TEXT_FRAGMENTS, TEXTS
 
 import wssync
 
@@ -43,22 +44,9 @@ if not (NODE_DIR / "node_modules" / "ws").is_dir():
         allow_module_level=True,
     )
 
-BIG = 4 * 2**20
 MAX_SIZE = 8 * 2**20
 # Bound on every wait for the peer, well under the test timeout.
 WAIT = 10
-
-TEXTS = [
-    "",
-    "Hello world!",
-    "héllo wörld, ça va ?",
-    "日本語のテキスト、中文、한국어",
-    "emoji 🎉🚀👍🏽 and a clef 𝄞",
-    "long " * 20_000 + "🎉",
-]
-TEXT_FRAGMENTS = ["frag", "mented ", "日本語 ", "🎉🚀", " text"]
-BINARY_FRAGMENTS = [b"\x00\x01\x02", b"\xff" * 1000, os.urandom(70_000), b"end"]
-BIG_PAYLOADS = [os.urandom(BIG), b"compressible JSON-like data, " * (BIG // 29)]
 
 
 def sha256(data: bytes) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
+from samples import BIG_PAYLOADS, BINARY_FRAGMENTS, TEXT_FRAGMENTS, TEXTS
 
 import wssync
 
@@ -26,7 +27,6 @@ websockets_exceptions = pytest.importorskip("websockets.exceptions")
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
 
-BIG = 4 * 2**20
 MAX_SIZE = 8 * 2**20
 # Bound on every wait for the peer, well under the test timeout.
 WAIT = 10
@@ -37,17 +37,6 @@ CLOSED_ERROR = (
     wssync.ConnectionClosedError,
     websockets_exceptions.ConnectionClosedError,
 )
-
-TEXTS = [
-    "",
-    "Hello world!",
-    "héllo wörld, ça va ?",
-    "日本語のテキスト、中文、한국어",
-    "emoji 🎉🚀👍🏽 and a clef 𝄞",
-    "long " * 20_000 + "🎉",
-]
-TEXT_FRAGMENTS = ["frag", "mented ", "日本語 ", "🎉🚀", " text"]
-BINARY_FRAGMENTS = [b"\x00\x01\x02", b"\xff" * 1000, os.urandom(70_000), b"end"]
 
 
 # ------------------------------------------------------------ the server side
@@ -208,7 +197,7 @@ def test_utf8_text(peers: Peers) -> None:
 
 @pytest.mark.parametrize(
     "payload",
-    [os.urandom(BIG), b"compressible JSON-like data, " * (BIG // 29)],
+    BIG_PAYLOADS,
     ids=["random", "repetitive"],
 )
 def test_big_binary(peers: Peers, payload: bytes) -> None:
