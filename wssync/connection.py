@@ -120,6 +120,12 @@ _WANT_WRITE = (BlockingIOError, ssl.SSLWantWriteError)
 #: never waits on a socket, so there is nothing to wake.
 _WATCHER = object()
 
+#: Marks a thread blocked in recv() as the holder of the reader role (see
+#: Connection._read_blocking_for). shutdown() ends its wait: nothing to wake.
+_BLOCKED = object()
+
+_MAIN_THREAD_ID = threading.main_thread().ident
+
 
 #: Free read buffers, shared by every thread. A thread holds one only while
 #: it reads and parses, never while it waits: idle connections and their
@@ -476,7 +482,26 @@ class Connection:
             with self._lock:
                 if self._has_message(complete):
                     return self._pop_message()
-            self._wait_for(functools.partial(self._has_message, complete), deadline)
+                # The common wait, inlined: no deadline, nothing to flush,
+                # nobody else reading, a socket that blocks (see _start).
+                blocking = (
+                    deadline is None
+                    and self._reader is None
+                    and self._drained
+                    and self._dontwait
+                    and not self._out
+                    and not self._finished()
+                    and self.protocol.pending_failure is None
+                    and threading.get_ident() != _MAIN_THREAD_ID
+                )
+                if blocking:
+                    self._reader = _BLOCKED
+            if blocking:
+                message = self._read_blocking_for(complete)
+                if message is not None:
+                    return message
+            else:
+                self._wait_for(functools.partial(self._has_message, complete), deadline)
 
     def _has_message(self, complete: bool) -> bool:
         """Whether a message can be taken. Called with the lock held."""
@@ -563,7 +588,7 @@ class Connection:
             # Nothing but the end of the connection must end this wait, and
             # _abort() does that with shutdown(): block in recv(). (The main
             # thread polls its waker too, for Ctrl-C.)
-            self._read_blocking(sock)
+            self._receive(*self._recv_blocking())
             return
         while not self._aborted:
             if wait:
@@ -576,16 +601,40 @@ class Connection:
                 return
             wait = True
 
-    def _read_blocking(self, sock: socket.socket) -> None:
-        """Read once, waiting in recv() for data, and process it."""
+    def _recv_blocking(self) -> tuple[bytes | None, OSError | None]:
+        """Wait in recv() for data.
+
+        Returns:
+            ``(data, None)``; ``(None, None)`` at the end of the stream;
+            ``(None, error)`` if the read failed.
+        """
         try:
-            data = sock.recv(BLOCKING_READ_SIZE)
+            data = self.socket.recv(BLOCKING_READ_SIZE)
         except OSError as exc:
-            self._receive(None, exc)
-            return
+            return None, exc
         # A full read may have left more: the next read doesn't wait.
         self._drained = len(data) < BLOCKING_READ_SIZE
-        self._receive(data if data else None)
+        return data or None, None
+
+    def _read_blocking_for(self, complete: bool) -> _Message | None:
+        """Block in recv(), process what came, and take a message if one is ready.
+
+        The fast path of :meth:`_next_message` (a whole round trip with three
+        lock sections instead of six): the caller took the reader role as
+        ``_BLOCKED``. Returns ``None`` if no message is ready yet.
+        """
+        data, error = self._recv_blocking()
+        message = None
+        with self._lock:
+            self._reader = None
+            output, closing = self._feed(data, error)
+            if self._has_message(complete):
+                message = self._pop_message()
+            self._notify()
+            release = self._close_when_idle
+        self._after_feed(output, closing)
+        self._after_reading(release)
+        return message
 
     def _read_available(self, sock: socket.socket) -> bool:
         """Read once without waiting and process it; ``False`` if nothing came."""
@@ -617,32 +666,46 @@ class Connection:
     ) -> None:
         """Feed bytes (or the end of the stream) to the core and act on the events."""
         with self._lock:
-            if self._aborted:
-                return
-            if data is None:
-                if error is not None and self.logger.isEnabledFor(logging.DEBUG):
-                    self.logger.debug("connection lost: %r", error)
-                self.protocol.receive_eof()
-            else:
-                self.protocol.receive_data(data)
-            self._dispatch()
-            if self.protocol.pending_failure is not None and any(
-                message.complete for message in self._messages
-            ):
-                # The peer's input turned bad after valid messages: give the
-                # application a chance to answer those before the close
-                # frame goes out (the core defers failing until the next
-                # data_to_send). Only for complete messages: the start of
-                # an unfinished one is nothing the application can take.
-                # Bounded: the watcher fails it soon anyway.
-                output = 0
-                self._watcher.call_at(
-                    time.monotonic() + PENDING_FAILURE_DELAY,
-                    self._apply_pending_failure,
-                )
-            else:
-                output = self._take_output()
-            closing = self._closing_timer_needed()
+            output, closing = self._feed(data, error)
+        self._after_feed(output, closing)
+
+    def _feed(
+        self, data: bytes | memoryview | None, error: BaseException | None
+    ) -> tuple[int, bool]:
+        """The part of :meth:`_receive` under the lock.
+
+        Returns what :meth:`_after_feed` needs: whether output is due, and
+        whether the closing handshake just started.
+        """
+        if self._aborted:
+            return 0, False
+        if data is None:
+            if error is not None and self.logger.isEnabledFor(logging.DEBUG):
+                self.logger.debug("connection lost: %r", error)
+            self.protocol.receive_eof()
+        else:
+            self.protocol.receive_data(data)
+        self._dispatch()
+        if self.protocol.pending_failure is not None and any(
+            message.complete for message in self._messages
+        ):
+            # The peer's input turned bad after valid messages: give the
+            # application a chance to answer those before the close
+            # frame goes out (the core defers failing until the next
+            # data_to_send). Only for complete messages: the start of
+            # an unfinished one is nothing the application can take.
+            # Bounded: the watcher fails it soon anyway.
+            output = 0
+            self._watcher.call_at(
+                time.monotonic() + PENDING_FAILURE_DELAY,
+                self._apply_pending_failure,
+            )
+        else:
+            output = self._take_output()
+        return output, self._closing_timer_needed()
+
+    def _after_feed(self, output: int, closing: bool) -> None:
+        """Write the output :meth:`_feed` produced; arm the closing timer."""
         if output:
             self._flush_nowait()
         if closing:
@@ -765,9 +828,17 @@ class Connection:
             self._reader = None
             self._notify()
             release = self._close_when_idle
+        self._after_reading(release)
+
+    def _after_reading(self, release: bool) -> None:
+        """Follow up on a thread giving up the reader role.
+
+        ``release``: closing the socket waited for that.
+        """
         if release:
             self._release_socket()
         elif not self._handed_back:
+            # The watcher reads if the application doesn't come back soon.
             self._handed_back = True
             self._watcher.refresh(self, lazy=True)
 
