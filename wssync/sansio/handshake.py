@@ -231,11 +231,14 @@ class ClientHandshake:
         extra = self.additional_headers
         headers = Headers()
         if "Host" not in extra:
+            # Checked: a WebSocketURI can be made with any host.
             headers["Host"] = build_host(self.uri.host, self.uri.port, self.uri.secure)
-        headers["Upgrade"] = "websocket"
-        headers["Connection"] = "Upgrade"
-        headers["Sec-WebSocket-Key"] = self.key
-        headers["Sec-WebSocket-Version"] = _VERSION
+        # Fields made here of constants and base64 skip Headers' checks.
+        add = headers._add_trusted
+        add("Upgrade", "websocket")
+        add("Connection", "Upgrade")
+        add("Sec-WebSocket-Key", self.key)
+        add("Sec-WebSocket-Version", _VERSION)
         if self.origin is not None and "Origin" not in extra:
             headers["Origin"] = self.origin
         if self.extensions:
@@ -248,7 +251,7 @@ class ClientHandshake:
         if self.subprotocols:
             headers["Sec-WebSocket-Protocol"] = build_subprotocol(self.subprotocols)
         if self.uri.user_info is not None and "Authorization" not in extra:
-            headers["Authorization"] = build_authorization_basic(*self.uri.user_info)
+            add("Authorization", build_authorization_basic(*self.uri.user_info))
         headers.update(extra)
         if self.user_agent_header is not None and "User-Agent" not in extra:
             headers["User-Agent"] = self.user_agent_header
@@ -460,9 +463,10 @@ class ServerHandshake:
             return Accepted(response, [], None, rejection.error)
 
         headers = Headers()
-        headers["Upgrade"] = "websocket"
-        headers["Connection"] = "Upgrade"
-        headers["Sec-WebSocket-Accept"] = accept_key(key)
+        # Constants and base64: no need for Headers' checks.
+        headers._add_trusted("Upgrade", "websocket")
+        headers._add_trusted("Connection", "Upgrade")
+        headers._add_trusted("Sec-WebSocket-Accept", accept_key(key))
         if extension_header is not None:
             headers["Sec-WebSocket-Extensions"] = extension_header
         if subprotocol is not None:

@@ -119,6 +119,15 @@ class Headers(MutableMapping[str, str]):
         self._dict.setdefault(name.lower(), []).append(value)
         self._list.append((name, value))
 
+    def _add_trusted(self, name: str, value: str) -> None:
+        """Add a field built by the library from valid parts: no second check.
+
+        The regular expressions of :meth:`__setitem__` cost more than the
+        rest of building a handshake request or response.
+        """
+        self._dict.setdefault(name.lower(), []).append(value)
+        self._list.append((name, value))
+
     def __delitem__(self, name: str) -> None:
         key = name.lower()
         del self._dict[key]

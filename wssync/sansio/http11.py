@@ -302,7 +302,11 @@ class _HeadScanner:
 
     def headers(self) -> Headers:
         """Return the fields read so far as Headers."""
-        return Headers(self.fields)
+        headers = Headers()
+        for name, value in self.fields:
+            # _add_field checked them already.
+            headers._add_trusted(name, value)
+        return headers
 
 
 def _check_request_line_prefix(peek: bytes) -> None:

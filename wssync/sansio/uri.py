@@ -8,6 +8,7 @@ value of the Host header.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import re
 import urllib.parse
@@ -90,6 +91,13 @@ def parse_uri(uri: str) -> WebSocketURI:
         InvalidURI: If ``uri`` isn't a valid WebSocket URI: another scheme, a
             fragment, no host, a bad port or a bad host.
     """
+    if "@" in uri:
+        # Credentials aren't kept in the cache.
+        return _parse_uri(uri)
+    return _parse_uri_cached(uri)
+
+
+def _parse_uri(uri: str) -> WebSocketURI:
     try:
         parsed = urllib.parse.urlsplit(uri)
         # .port raises ValueError for a port out of range or not a number.
@@ -133,6 +141,12 @@ def parse_uri(uri: str) -> WebSocketURI:
     path = urllib.parse.quote(parsed.path, safe=_PATH_SAFE) or "/"
     query = urllib.parse.quote(parsed.query, safe=_QUERY_SAFE)
     return WebSocketURI(secure, host, port, path, query, user_info)
+
+
+# A client mostly connects to the same few URIs over and over, and parsing
+# one (urlsplit, quote) costs more than a loopback TCP connect. The result is
+# immutable; errors aren't cached.
+_parse_uri_cached = functools.lru_cache(maxsize=64)(_parse_uri)
 
 
 def build_host(host: str, port: int, secure: bool) -> str:
