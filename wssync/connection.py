@@ -1402,6 +1402,9 @@ class Connection:
             else time.monotonic() + self.close_timeout
         )
         with self._lock:
+            if deadline is not None:
+                # This call bounds the closing handshake: no timer needed.
+                self._close_timer_armed = True
             if self.protocol.state is State.OPEN and not self._aborted:
                 # RFC 6455 §5.4: a close frame may come between the fragments
                 # of a message another thread is sending.
