@@ -33,7 +33,9 @@ Lock discipline:
     forbids using one from two threads at once.
 Roles
     ``_reader`` is the waker of the thread reading the socket (``None``
-    when no thread reads); exactly one thread may read at a time. The
+    when no thread reads; ``_WATCHER`` for the watcher; ``_BLOCKED`` for a
+    thread blocked in ``recv()``, which ``shutdown()`` wakes); exactly one
+    thread may read at a time. The
     socket is closed by whoever releases the last role after the
     connection ended, so no thread ever uses a closed file descriptor.
 
@@ -63,6 +65,7 @@ from .exceptions import ConnectionClosed, ConnectionClosedOK
 from .sansio.frames import Opcode
 from .sansio.http11 import Request, Response
 from .sansio.protocol import Protocol, Side, State
+from .sending import send_small
 from .waiting import Waker, thread_waker, wait_socket
 from .watcher import LAZY_DELAY, get_watcher
 
@@ -672,7 +675,7 @@ class Connection:
     def _feed(
         self, data: bytes | memoryview | None, error: BaseException | None
     ) -> tuple[int, bool]:
-        """The part of :meth:`_receive` under the lock.
+        """The part of :meth:`_receive` under the lock; called with it held.
 
         Returns what :meth:`_after_feed` needs: whether output is due, and
         whether the closing handshake just started.
@@ -1186,7 +1189,7 @@ class Connection:
             with tls:
                 return sock.send(data)
         if len(chunks) == 1:
-            return sock.send(chunks[0], self._dontwait)
+            return send_small(sock, chunks[0], self._dontwait)
         if not hasattr(sock, "sendmsg"):  # pragma: no cover - Windows
             return sock.send(b"".join(chunks))
         # Header and payload leave in one system call, without a copy.
