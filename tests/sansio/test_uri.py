@@ -121,6 +121,22 @@ def test_default_port() -> None:
     assert parse_uri("wss://h:80").default_port is False
 
 
+def test_parsed_uris_are_cached_without_credentials() -> None:
+    # The cache is why parse_uri's result must be immutable (test_frozen).
+    assert parse_uri("ws://cached.example/x") is parse_uri("ws://cached.example/x")
+    with_password = "ws://user:secret@cached.example/x"
+    first, second = parse_uri(with_password), parse_uri(with_password)
+    assert first == second
+    assert first is not second
+    assert first.user_info == ("user", "secret")
+
+
+def test_invalid_uri_raises_every_time() -> None:
+    for _ in range(2):
+        with pytest.raises(InvalidURI):
+            parse_uri("http://cached.example/")
+
+
 def test_frozen() -> None:
     uri = parse_uri("ws://h/")
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -116,8 +116,7 @@ class Headers(MutableMapping[str, str]):
             raise ValueError(f"invalid header name: {name!r}")
         if not isinstance(value, str) or not _FIELD_VALUE_RE.fullmatch(value):
             raise ValueError(f"invalid value for header {name}: {value!r}")
-        self._dict.setdefault(name.lower(), []).append(value)
-        self._list.append((name, value))
+        self._add_trusted(name, value)
 
     def _add_trusted(self, name: str, value: str) -> None:
         """Add a field built by the library from valid parts: no second check.
