@@ -7,8 +7,8 @@ the kernel; releasing the GIL for it costs more than it saves when other
 threads are waiting for the GIL: one of them takes it, and the sender queues
 to get it back, a thread switch per send (the "convoy effect" of the GIL).
 With a hundred busy connections (benchmark S4), calling ``send(2)`` through
-:mod:`ctypes` with the GIL held took the server's CPU per round trip from 57
-to 43 µs.
+:mod:`ctypes` with the GIL held took the server's CPU per round trip from
+about 55 to 40 µs.
 
 Where :mod:`ctypes` or the C library's ``send()`` can't be had (Windows), or
 when the call fails, :meth:`socket.socket.send` does the work: it gives the
