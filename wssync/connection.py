@@ -109,7 +109,7 @@ DEFAULT_QUEUE_BYTES = 2**20
 _EOF = b""  # marker in the output queue: half-close the socket here
 
 #: Per-call non-blocking flag, where the OS has one (not Windows).
-_MSG_DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)
+_MSG_DONTWAIT: int = int(getattr(socket, "MSG_DONTWAIT", 0))  # not an IntFlag
 
 #: Bytes asked for by a read that blocks (see Connection._read): small, since
 #: the thread holds the buffer while it waits; a full read is followed by
