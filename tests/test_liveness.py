@@ -462,6 +462,31 @@ def test_recv_returns_at_close_timeout_when_peer_keeps_tcp_open(
 
 
 @pytest.mark.parametrize("role", ROLES)
+def test_close_returns_at_close_timeout_when_peer_keeps_tcp_open(role: str) -> None:
+    # close() bounds the closing handshake itself (it arms no watcher timer):
+    # a peer that answers the close frame but never closes the TCP
+    # connection costs it close_timeout at most, and a thread blocked in
+    # recv() meanwhile (in recv() itself: see Connection._start) ends too.
+    close_timeout = 0.5
+    with wssync_and_raw_peer(role, close_timeout=close_timeout) as (connection, peer):
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            receiver = pool.submit(connection.recv)
+            start = time.monotonic()
+            closer = pool.submit(connection.close)
+            _, close = peer.recv_until_close()
+            assert close.close_code == 1000
+            peer.send_close(1000)
+            # The peer now keeps the TCP connection open and says nothing more.
+            closer.result(timeout=close_timeout + MARGIN)
+            assert time.monotonic() - start <= close_timeout + MARGIN
+            with pytest.raises(wssync.ConnectionClosedOK):
+                receiver.result(timeout=MARGIN)
+        assert connection.close_code == 1000
+        # The connection dropped the TCP connection itself.
+        peer.expect_eof(timeout=1)
+
+
+@pytest.mark.parametrize("role", ROLES)
 def test_close_from_another_thread_unblocks_receivers(role: str) -> None:
     # A real peer (wssync on the other end) answers the closing handshake.
     parked: queue.Queue[wssync.ServerConnection] = queue.Queue()

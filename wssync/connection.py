@@ -485,17 +485,14 @@ class Connection:
             with self._lock:
                 if self._has_message(complete):
                     return self._pop_message()
-                # The common wait, inlined: no deadline, nothing to flush,
-                # nobody else reading, a socket that blocks (see _start).
+                # The common wait, inlined: nobody else reading, nothing to
+                # flush, nothing to fail, and a wait that may block in recv().
                 blocking = (
-                    deadline is None
-                    and self._reader is None
-                    and self._drained
-                    and self._dontwait
+                    self._reader is None
                     and not self._out
                     and not self._finished()
                     and self.protocol.pending_failure is None
-                    and threading.get_ident() != _MAIN_THREAD_ID
+                    and self._can_block_in_recv(deadline)
                 )
                 if blocking:
                     self._reader = _BLOCKED
@@ -584,15 +581,12 @@ class Connection:
         a time-out or a wake-up; the caller checks which.
         """
         sock = self.socket
+        if self._can_block_in_recv(deadline):
+            self._receive(*self._recv_blocking())
+            return
         # After a read that emptied the socket, wait first, rather than
         # spend a system call on a read that would only say EAGAIN.
         wait = self._drained and not (self._tls_lock and self._tls_pending())
-        if wait and deadline is None and self._dontwait and not waker.on_main_thread:
-            # Nothing but the end of the connection must end this wait, and
-            # _abort() does that with shutdown(): block in recv(). (The main
-            # thread polls its waker too, for Ctrl-C.)
-            self._receive(*self._recv_blocking())
-            return
         while not self._aborted:
             if wait:
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -603,6 +597,20 @@ class Connection:
             if self._read_available(sock):
                 return
             wait = True
+
+    def _can_block_in_recv(self, deadline: float | None) -> bool:
+        """Whether a wait for data may block in recv() itself (see _start).
+
+        Only a wait that nothing but the end of the connection must end, and
+        _abort() ends it with shutdown(); after a read that emptied the
+        socket; not on the main thread, which polls its waker for Ctrl-C.
+        """
+        return (
+            deadline is None
+            and self._drained
+            and self._dontwait != 0
+            and threading.get_ident() != _MAIN_THREAD_ID
+        )
 
     def _recv_blocking(self) -> tuple[bytes | None, OSError | None]:
         """Wait in recv() for data.
