@@ -157,11 +157,11 @@ class _Message:
 
     __slots__ = ("chunks", "complete", "size", "taken", "text")
 
-    def __init__(self, text: bool) -> None:
+    def __init__(self, text: bool, first: bytes, complete: bool) -> None:
         self.text = text
-        self.chunks: list[bytes] = []
-        self.complete = False
-        self.size = 0
+        self.chunks: list[bytes] = [first]
+        self.complete = complete
+        self.size = len(first)
         # Taken off the queue by recv_streaming() before its end arrived.
         self.taken = False
 
@@ -483,7 +483,8 @@ class Connection:
         """
         while True:
             with self._lock:
-                if self._has_message(complete):
+                messages = self._messages  # _has_message(), inlined
+                if messages and (not complete or messages[0].complete):
                     return self._pop_message()
                 # The common wait, inlined: nobody else reading, nothing to
                 # flush, nothing to fail, and a wait that may block in recv().
@@ -747,12 +748,9 @@ class Connection:
         for frame in events:
             opcode = frame.opcode
             if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
-                message = _Message(opcode is Opcode.TEXT)
-                message.chunks.append(frame.data)
-                message.size = len(frame.data)
+                message = _Message(opcode is Opcode.TEXT, frame.data, frame.fin)
                 self._messages.append(message)
-                if frame.fin:
-                    message.complete = True
+                if message.complete:
                     self._queued += message.size + MESSAGE_OVERHEAD
                 else:
                     self._receiving = message
@@ -822,10 +820,12 @@ class Connection:
         messages keeps its connection alive (pings get answered) while the
         memory held stays bounded.
         """
-        if self.max_queue is None:
-            return False
-        limit = self.protocol.max_size or DEFAULT_QUEUE_BYTES
-        return len(self._messages) >= self.max_queue and self._queued >= limit
+        max_queue = self.max_queue
+        return (
+            max_queue is not None
+            and len(self._messages) >= max_queue
+            and self._queued >= (self.protocol.max_size or DEFAULT_QUEUE_BYTES)
+        )
 
     def _finished(self) -> bool:
         """Whether nothing more can be received. Called with the lock held."""
@@ -936,17 +936,20 @@ class Connection:
             self._send_lock.acquire()
             try:
                 with self._lock:
-                    self._check_open()
+                    protocol = self.protocol
+                    if protocol.state is not State.OPEN or self._aborted:
+                        raise self._closed_exception()
                     if is_text:
-                        self.protocol.send_text(data)
+                        protocol.send_text(data)
                     else:
-                        self.protocol.send_binary(data)
-                    corked = self._cork()
+                        protocol.send_binary(data)
+                    # Only when messages wait can the answer be held back.
+                    corked = bool(self._messages) and self._cork()
                     if self._out or corked:
                         self._take_output()
                         chunks = None
                     else:
-                        chunks = self.protocol.data_to_send()
+                        chunks = protocol.data_to_send()
                 if not corked and (chunks is None or not self._write_now(chunks)):
                     self._flush()
             finally:

@@ -17,6 +17,7 @@ from wssync.sansio.frames import (
     apply_mask,
     mask_in_place,
     serialize_frame,
+    serialize_payload,
 )
 
 
@@ -327,3 +328,17 @@ def test_serialize_large_masked_payload_in_one_chunk() -> None:
     assert header == b"\x82\xff" + (100_000).to_bytes(8, "big")
     key = chunks[0][10:14]
     assert apply_mask(chunks[0][14:], key) == data
+
+
+@pytest.mark.parametrize("size", [0, 5, 125, 126, 512, 513, 4095, 4096, 65536])
+@pytest.mark.parametrize("fin", [True, False])
+@pytest.mark.parametrize("key", [None, bytes([0x37, 0xFA, 0x21, 0x3D])])
+def test_serialize_payload_matches_serialize_frame(
+    size: int, fin: bool, key: bytes | None
+) -> None:
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    frame = Frame(Opcode.BINARY, data, fin=fin)
+    first = 0x82 if fin else 0x02
+    assert joined(serialize_payload(first, data, key)) == joined(
+        serialize_frame(frame, mask=key is not None, key=key)
+    )

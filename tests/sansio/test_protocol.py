@@ -1334,6 +1334,24 @@ def test_client_masks_with_fresh_keys() -> None:
     assert output_of(data) == [b"same"] * 300
 
 
+def test_debug_doesnt_change_what_is_sent(side: Side) -> None:
+    # Without extensions or debug logging, data frames skip building a Frame:
+    # the bytes must be those of the general path (taken with debug on).
+    logger = logging.getLogger("test.wssync.send_paths")
+    logger.setLevel(logging.DEBUG)
+    fast, slow = Protocol(side), Protocol(side, logger=logger)
+    assert not fast.debug and slow.debug
+    keys = os.urandom(256)
+    for protocol in (fast, slow):
+        # The same masking keys for both (the client's come 256 bytes at a time).
+        protocol._keys, protocol._keys_pos = keys, 0
+        protocol.send_text(b"caf\xc3\xa9")
+        protocol.send_binary(b"\x00" * 200, fin=False)
+        protocol.send_continuation(b"\xff" * 70000, fin=True)
+        protocol.send_binary(b"")
+    assert b"".join(fast.data_to_send()) == b"".join(slow.data_to_send())
+
+
 def output_of(data: bytes) -> list[bytes]:
     payloads = []
     for i in range(0, len(data), 10):

@@ -43,6 +43,7 @@ __all__ = [
     "apply_mask",
     "mask_in_place",
     "serialize_frame",
+    "serialize_payload",
 ]
 
 # bytes, bytearray and memoryview: what apply_mask() accepts.
@@ -216,12 +217,6 @@ def _xor_table(k: int) -> bytes:
     return table
 
 
-def _xor_tables_for(mask: bytes) -> list[bytes]:
-    """The four translate() tables of a masking key."""
-    tables = _xor_tables
-    return [tables[k] or _xor_table(k) for k in mask]
-
-
 def apply_mask(data: BytesLike, mask: bytes) -> bytes:
     """Mask or unmask a payload (RFC 6455 §5.3).
 
@@ -266,7 +261,12 @@ def mask_in_place(
     phase = offset & 3
     if phase:
         mask = mask[phase:] + mask[:phase]
-    t0, t1, t2, t3 = _xor_tables_for(mask)
+    tables = _xor_tables
+    k0, k1, k2, k3 = mask
+    t0 = tables[k0] or _xor_table(k0)
+    t1 = tables[k1] or _xor_table(k1)
+    t2 = tables[k2] or _xor_table(k2)
+    t3 = tables[k3] or _xor_table(k3)
     # Written out: this runs for every message over a few hundred bytes.
     # (A slice starting past the end is empty: short buffers need no care.)
     buffer[start::4] = buffer[start::4].translate(t0)
@@ -298,7 +298,6 @@ def serialize_frame(
         is large and unmasked, so the caller can hand both to
         ``socket.sendmsg()`` without copying the payload.
     """
-    data = frame.data
     first = (
         (0x80 if frame.fin else 0)
         | (0x40 if frame.rsv1 else 0)
@@ -306,8 +305,29 @@ def serialize_frame(
         | (0x10 if frame.rsv3 else 0)
         | frame.opcode
     )
+    if mask and key is None:
+        key = os.urandom(4)
+    return serialize_payload(first, frame.data, key if mask else None)
+
+
+def serialize_payload(
+    first: int, data: bytes, key: bytes | None
+) -> list[bytes | bytearray]:
+    """Serialize a frame from its first byte and its payload.
+
+    :func:`serialize_frame` without building a :class:`Frame`: the fast path
+    of sending a message.
+
+    Args:
+        first: The first byte of the header: FIN, the RSV bits and the opcode.
+        data: The payload.
+        key: The 4-byte masking key, or ``None`` not to mask.
+
+    Returns:
+        As :func:`serialize_frame`.
+    """
     size = len(data)
-    mask_bit = 0x80 if mask else 0
+    mask_bit = 0x80 if key is not None else 0
     # RFC 6455 §5.2: the minimal number of bytes MUST be used for the length.
     if size < 126:
         header = bytes((first, mask_bit | size))
@@ -315,9 +335,7 @@ def serialize_frame(
         header = _pack_short(first, mask_bit | 126, size)
     else:
         header = _pack_long(first, mask_bit | 127, size)
-    if mask:
-        if key is None:
-            key = os.urandom(4)
+    if key is not None:
         if size <= _INT_MASK_LIMIT:
             return [header + key + apply_mask(data, key)]
         # Mask in the buffer that goes out: one copy of the payload.

@@ -54,6 +54,7 @@ from wssync.sansio.frames import (
     mask_in_place,
 )
 from wssync.sansio.frames import serialize_frame as _serialize_frame
+from wssync.sansio.frames import serialize_payload as _serialize_payload
 
 if TYPE_CHECKING:
     from wssync.sansio.extensions.base import Extension
@@ -644,26 +645,35 @@ class Protocol:
             # The frame may wait in the output after the call returns: don't
             # keep a reference to a buffer the caller may change.
             data = bytes(data)
-        frame = _new_frame(Frame, (opcode, data, fin, False, False, False))
-        if self.extensions:
+        if self.extensions or self.debug:
+            frame = _new_frame(Frame, (opcode, data, fin, False, False, False))
             # RFC 6455 §9.1: extensions apply in the order they were negotiated.
             for extension in self.extensions:
                 frame = extension.encode(frame)
-        self._send_frame(frame)
+            self._send_frame(frame)
+        else:
+            # The common case, without a Frame: one call to serialize it.
+            key = self._next_key() if self._mask else None
+            self._output += _serialize_payload(
+                opcode | 0x80 if fin else opcode, data, key
+            )
 
     def _send_frame(self, frame: Frame) -> None:
         if self.debug:
             self.logger.debug("> %s", _describe(frame))
         if self._mask:
-            pos = self._keys_pos
-            if pos == len(self._keys):
-                self._keys = os.urandom(256)
-                pos = 0
-            self._keys_pos = pos + 4
-            key = self._keys[pos : pos + 4]
-            self._output += _serialize_frame(frame, mask=True, key=key)
+            self._output += _serialize_frame(frame, mask=True, key=self._next_key())
         else:
             self._output += _serialize_frame(frame, mask=False)
+
+    def _next_key(self) -> bytes:
+        """A masking key, from 256 random bytes fetched at a time (RFC 6455 §5.3)."""
+        pos = self._keys_pos
+        if pos == len(self._keys):
+            self._keys = os.urandom(256)
+            pos = 0
+        self._keys_pos = pos + 4
+        return self._keys[pos : pos + 4]
 
     def _send_eof(self) -> None:
         if self.debug:
@@ -787,7 +797,11 @@ class Protocol:
             # §5.2 also wants the minimal length encoding; that binds the
             # sender, and refusing other encodings would gain nothing.
 
-            if opcode < 8 and max_size is not None:
+            if (
+                opcode < 8
+                and max_size is not None
+                and length > max_size - self._msg_size
+            ):
                 # Refuse an oversized frame from its header, before buffering
                 # it: RFC 6455 §10.4 "implementations SHOULD impose a limit".
                 budget = max_size - self._msg_size
@@ -797,8 +811,7 @@ class Protocol:
                 # Extensions (compression) may make a frame slightly bigger
                 # than what it decodes to; the exact limit applies after
                 # decoding, this one bounds memory.
-                allowed = budget + (budget >> 3) + 256 if transformed else budget
-                if length > allowed:
+                if not transformed or length > budget + (budget >> 3) + 256:
                     raise PayloadTooBig(
                         f"message over size limit ({self._msg_size + length} "
                         f"> {max_size} bytes)"
