@@ -1352,6 +1352,45 @@ def test_debug_doesnt_change_what_is_sent(side: Side) -> None:
     assert b"".join(fast.data_to_send()) == b"".join(slow.data_to_send())
 
 
+def test_debug_doesnt_change_what_is_received(
+    side: Side, make: Callable[..., bytes]
+) -> None:
+    # Without extensions or debug logging, whole binary and ASCII text
+    # messages skip _handle_frame(): the events must be those of the general
+    # path (taken with debug on), around fragments and control frames too.
+    logger = logging.getLogger("test.wssync.receive_paths")
+    logger.setLevel(logging.DEBUG)
+    fast, slow = Protocol(side), Protocol(side, logger=logger)
+    data = (
+        make(BINARY, b"\x00\xff" * 100)
+        + make(TEXT, b"ascii")
+        + make(TEXT, "café".encode())
+        + make(TEXT, b"frag", fin=False)
+        + make(PING, b"p")
+        + make(CONT, b"ment", fin=True)
+        + make(BINARY, b"")
+        + make(TEXT, b"\xc3")  # not UTF-8: fails the connection
+        + make(BINARY, b"after the failure")
+    )
+    keys = os.urandom(256)
+    for protocol in (fast, slow):
+        protocol._keys, protocol._keys_pos = keys, 0  # the same masking keys
+        protocol.receive_data(data)
+    received = events(fast)
+    assert received == [
+        (BINARY, b"\x00\xff" * 100, True),
+        (TEXT, b"ascii", True),
+        (TEXT, "café".encode(), True),
+        (TEXT, b"frag", False),
+        (PING, b"p", True),
+        (CONT, b"ment", True),
+        (BINARY, b"", True),
+    ]
+    assert events(slow) == received
+    assert fast.close_code == slow.close_code
+    assert b"".join(fast.data_to_send()) == b"".join(slow.data_to_send())
+
+
 def output_of(data: bytes) -> list[bytes]:
     payloads = []
     for i in range(0, len(data), 10):

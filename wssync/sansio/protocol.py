@@ -100,6 +100,9 @@ _CONT = Opcode.CONT
 _CLOSE = Opcode.CLOSE
 _PING = Opcode.PING
 _PONG = Opcode.PONG
+# Module constants: looking an enum member up on its class costs 60 ns (3.11).
+_OPEN = State.OPEN
+_CLOSING = State.CLOSING
 
 _utf8_decode = codecs.utf_8_decode
 
@@ -392,7 +395,7 @@ class Protocol:
         the TCP connection after a timeout if the peer doesn't: the closing
         handshake is under way or the connection was failed.
         """
-        return self.state is State.CLOSING
+        return self.state is _CLOSING
 
     # --- input ---------------------------------------------------------------
 
@@ -477,7 +480,7 @@ class Protocol:
             InvalidState: The connection isn't OPEN.
             ProtocolError: A fragmented message is in progress.
         """
-        if self.state is not State.OPEN or self._send_fragmented:
+        if self.state is not _OPEN or self._send_fragmented:
             self._refuse_data_frame(continuation=False)
         self._send_fragmented = not fin
         self._send_data(_TEXT, data, fin)
@@ -493,7 +496,7 @@ class Protocol:
             InvalidState: The connection isn't OPEN.
             ProtocolError: A fragmented message is in progress.
         """
-        if self.state is not State.OPEN or self._send_fragmented:
+        if self.state is not _OPEN or self._send_fragmented:
             self._refuse_data_frame(continuation=False)
         self._send_fragmented = not fin
         self._send_data(_BINARY, data, fin)
@@ -509,7 +512,7 @@ class Protocol:
             InvalidState: The connection isn't OPEN.
             ProtocolError: No fragmented message is in progress.
         """
-        if self.state is not State.OPEN or not self._send_fragmented:
+        if self.state is not _OPEN or not self._send_fragmented:
             self._refuse_data_frame(continuation=True)
         self._send_fragmented = not fin
         self._send_data(_CONT, data, fin)
@@ -730,6 +733,10 @@ class Protocol:
         size = len(data)
         mask_bit_expected = self._mask_bit_expected
         max_size = self.max_size
+        # Whole binary and ASCII text messages in one frame are the common
+        # case: without extensions or logging, they become events here.
+        plain = not (self.extensions or self.debug)
+        events = self._events
 
         while size - pos >= 2:
             first = data[pos]
@@ -839,6 +846,13 @@ class Protocol:
             else:
                 payload = apply_mask(data[start:end], key)
             pos = end
+            if plain and (first == 0x82 or (first == 0x81 and payload.isascii())):
+                # What _handle_frame() would do: the header is checked, and
+                # such a message leaves no state behind.
+                events.append(
+                    _new_frame(Frame, (opcode, payload, True, False, False, False))
+                )
+                continue
             self._handle_frame(first, opcode, payload, False)
             if self._discard:
                 return
