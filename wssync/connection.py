@@ -445,9 +445,8 @@ class Connection:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         message = self._next_message(deadline, complete=True)
-        data = (
-            message.chunks[0] if len(message.chunks) == 1 else b"".join(message.chunks)
-        )
+        chunks = message.chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if message.text if decode is None else decode:
             return data.decode()
         return data
@@ -518,8 +517,14 @@ class Connection:
 
     def _pop_message(self) -> _Message:
         """Take the first message off the queue. Called with the lock held."""
-        was_paused = self._paused()
-        message = self._messages.pop(0)
+        messages = self._messages
+        # _paused(), its first test inlined: the queue is usually shorter.
+        was_paused = (
+            self.max_queue is not None
+            and len(messages) >= self.max_queue
+            and self._paused()
+        )
+        message = messages.pop(0)
         if message.complete:
             self._queued -= message.size + MESSAGE_OVERHEAD
         else:
@@ -938,36 +943,41 @@ class Connection:
             ConnectionClosed: The connection is closed.
             TypeError: The message has an unsupported type.
         """
-        if isinstance(message, (str, bytes, bytearray, memoryview)):
-            is_text, data = self._encode(message, text)
-            corked = False
-            self._send_lock.acquire()
-            try:
-                with self._lock:
-                    protocol = self.protocol
-                    if protocol.state is not _OPEN or self._aborted:
-                        raise self._closed_exception()
-                    if is_text:
-                        protocol.send_text(data)
-                    else:
-                        protocol.send_binary(data)
-                    # Only when messages wait can the answer be held back.
-                    corked = bool(self._messages) and self._cork()
-                    if self._out or corked:
-                        self._take_output()
-                        chunks = None
-                    else:
-                        chunks = protocol.data_to_send()
-                if not corked and (chunks is None or not self._write_now(chunks)):
-                    self._flush()
-            finally:
-                self._send_lock.release()
-                if (self._out and not corked) or self._close_when_idle:
-                    self._after_send()
+        # _encode(), inlined: this is the hot path of every message sent.
+        data: bytes | bytearray | memoryview
+        if isinstance(message, str):
+            is_text, data = text is not False, message.encode()
+        elif isinstance(message, (bytes, bytearray, memoryview)):
+            is_text, data = bool(text), message
         elif isinstance(message, Iterable):
             self._send_fragments(iter(message), text)
+            return
         else:
             raise TypeError(f"message has unsupported type {type(message).__name__}")
+        corked = False
+        self._send_lock.acquire()
+        try:
+            with self._lock:
+                protocol = self.protocol
+                if protocol.state is not _OPEN or self._aborted:
+                    raise self._closed_exception()
+                if is_text:
+                    protocol.send_text(data)
+                else:
+                    protocol.send_binary(data)
+                # Only when messages wait can the answer be held back.
+                corked = bool(self._messages) and self._cork()
+                if self._out or corked:
+                    self._take_output()
+                    chunks = None
+                else:
+                    chunks = protocol.data_to_send()
+            if not corked and (chunks is None or not self._write_now(chunks)):
+                self._flush()
+        finally:
+            self._send_lock.release()
+            if (self._out and not corked) or self._close_when_idle:
+                self._after_send()
 
     def _send_fragments(self, chunks: Iterator[Data], text: bool | None) -> None:
         # Each fragment leaves as soon as the iterable yields it (a slow
