@@ -170,6 +170,26 @@ def test_replies_to_a_burst_leave_together(
     assert len(writes) == 1
 
 
+def test_replies_to_a_long_burst_leave_by_cork_chunks(
+    pair: tuple[Connection, Connection], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # At most CORK_CHUNKS replies are held back: the peer gets the first
+    # ones while the rest are being answered.
+    local, remote = pair
+    monkeypatch.setattr(connection_module, "CORK_DELAY", 60)  # no timer flush
+    monkeypatch.setattr(connection_module, "CORK_WINDOW", 60)  # however slow
+    chunks = connection_module.CORK_CHUNKS
+    messages = [b"%09d" % i for i in range(2 * chunks + 6)]
+    writes = _count_writes(monkeypatch, local.socket)
+    _burst(remote, messages)
+    for _ in messages:
+        local.send(local.recv())
+    assert [remote.recv(timeout=5) for _ in messages] == messages
+    frame = 2 + (4 if local.protocol.side is Side.CLIENT else 0) + 9
+    # The reply that finds CORK_CHUNKS held back leaves with them.
+    assert writes == [(chunks + 1) * frame, (chunks + 1) * frame, 4 * frame]
+
+
 def test_reply_held_back_leaves_without_another_recv(
     pair: tuple[Connection, Connection], monkeypatch: pytest.MonkeyPatch
 ) -> None:
