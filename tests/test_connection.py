@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any, Callable
 
 import pytest
 from pairs import make_connection
@@ -341,6 +342,87 @@ def recv_in_thread(
     thread.start()
     started.wait(5)
     return thread, outcome
+
+
+def _in_thread(function: Callable[[], object]) -> list[object]:
+    """Run ``function`` in a new thread (blocking reads aren't for the main
+    thread) and return what it returned or raised."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(function())
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive()
+    return outcome
+
+
+def test_blocking_read_takes_a_burst_in_one_piece(
+    pair: tuple[Connection, Connection], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The read that blocks asks for BLOCKING_READ_SIZE bytes; when it gets
+    # them all, what else came is read at once, and the core gets it whole.
+    local, remote = pair
+    messages = [bytes([i]) * 1000 for i in range(20)]
+    feeds: list[int] = []
+    receive_data = Protocol.receive_data
+
+    def counting(protocol: Protocol, data: bytes) -> None:
+        if protocol is local.protocol:
+            feeds.append(len(data))
+        receive_data(protocol, data)
+
+    monkeypatch.setattr(Protocol, "receive_data", counting)
+    remote.send(b"first")
+    # A read that emptied the socket: the next one blocks in recv().
+    assert _in_thread(local.recv) == [b"first"]
+    assert local._drained
+    feeds.clear()
+    _burst(remote, messages)
+    assert _in_thread(lambda: [local.recv() for _ in messages]) == [messages]
+    assert len(feeds) == 1
+    assert feeds[0] > connection_module.BLOCKING_READ_SIZE
+
+
+class _ResettingSocket(socket.socket):
+    """A socket whose ``recv_into()`` fails as if the peer had reset, once
+    ``reset`` is set."""
+
+    reset = False
+
+    def recv_into(self, *args: Any) -> int:
+        if self.reset:
+            raise ConnectionResetError("reset by the test")
+        return super().recv_into(*args)
+
+
+def test_error_of_the_read_after_a_full_blocking_read_is_reported(side: Side) -> None:
+    # The read right after a full blocking read fails: what came is kept,
+    # and the error ends the connection (the next read doesn't wait for
+    # more data that a broken connection would never bring).
+    a, b = socket.socketpair()
+    sock = _ResettingSocket(a.family, a.type, a.proto, fileno=a.detach())
+    local = make_connection(sock, side)
+    try:
+        mask = side is Side.SERVER  # frames from the peer
+        b.sendall(b"".join(serialize_frame(Frame(Opcode.BINARY, b"first"), mask=mask)))
+        # A read that emptied the socket: the next one blocks in recv().
+        assert _in_thread(local.recv) == [b"first"]
+        assert local._drained
+        sock.reset = True
+        b.sendall(
+            b"".join(serialize_frame(Frame(Opcode.BINARY, b"x" * 600), mask=mask))
+        )
+        (outcome,) = _in_thread(local.recv)
+        assert isinstance(outcome, wssync.ConnectionClosedError)
+    finally:
+        local.close()
+        b.close()
 
 
 def test_close_from_another_thread_unblocks_recv(

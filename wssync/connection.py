@@ -636,13 +636,31 @@ class Connection:
             ``(data, None)``; ``(None, None)`` at the end of the stream;
             ``(None, error)`` if the read failed.
         """
+        sock = self.socket
         try:
-            data = self.socket.recv(BLOCKING_READ_SIZE)
+            data = sock.recv(BLOCKING_READ_SIZE)
         except OSError as exc:
             return None, exc
-        # A full read may have left more: the next read doesn't wait.
-        self._drained = len(data) < BLOCKING_READ_SIZE
-        return data or None, None
+        if len(data) < BLOCKING_READ_SIZE:
+            self._drained = True
+            return data or None, None
+        # A full read may have left more: take it now, without waiting, so
+        # that the core gets it in one piece (rather than a frame cut at
+        # BLOCKING_READ_SIZE, and a second pass for its end).
+        buffer = _take_buffer()
+        try:
+            more = sock.recv_into(buffer, 0, self._dontwait)
+        except OSError as exc:
+            # Nothing more yet (EAGAIN); or an error, that the next read,
+            # which then doesn't wait, reports.
+            self._drained = isinstance(exc, BlockingIOError)
+        else:
+            self._drained = more < len(buffer)
+            if more:
+                data += memoryview(buffer)[:more]
+        finally:
+            _give_back(buffer)
+        return data, None
 
     def _read_blocking_for(self, complete: bool) -> _Message | None:
         """Block in recv(), process what came, and take a message if one is ready.
