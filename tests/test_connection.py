@@ -362,13 +362,21 @@ def _in_thread(function: Callable[[], object]) -> list[object]:
     return outcome
 
 
-def test_blocking_read_takes_a_burst_in_one_piece(
-    pair: tuple[Connection, Connection], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("big", [False, True], ids=["burst", "big message"])
+def test_blocking_read_is_followed_by_a_read_that_doesnt_wait(
+    pair: tuple[Connection, Connection], monkeypatch: pytest.MonkeyPatch, big: bool
 ) -> None:
     # The read that blocks asks for BLOCKING_READ_SIZE bytes; when it gets
-    # them all, what else came is read at once, and the core gets it whole.
+    # them all, what else came is read at once and fed in the same pass:
+    # joined to the first bytes when it is little (frames that span both
+    # reads are parsed whole), after them when it is more than
+    # JOIN_READS_LIMIT (a big payload is copied once, into place).
     local, remote = pair
-    messages = [bytes([i]) * 1000 for i in range(20)]
+    limit = connection_module.JOIN_READS_LIMIT
+    if big:
+        messages = [b"x" * (limit + 1000)]
+    else:
+        messages = [bytes([i]) * 1000 for i in range(20)]
     feeds: list[int] = []
     receive_data = Protocol.receive_data
 
@@ -385,8 +393,13 @@ def test_blocking_read_takes_a_burst_in_one_piece(
     feeds.clear()
     _burst(remote, messages)
     assert _in_thread(lambda: [local.recv() for _ in messages]) == [messages]
-    assert len(feeds) == 1
-    assert feeds[0] > connection_module.BLOCKING_READ_SIZE
+    first = connection_module.BLOCKING_READ_SIZE
+    if big:
+        assert feeds[:1] == [first]
+        assert feeds[1] > limit
+    else:
+        header = 4 + (4 if local.protocol.side is Side.SERVER else 0)  # masked
+        assert feeds == [sum(header + len(message) for message in messages)]
 
 
 class _ResettingSocket(socket.socket):

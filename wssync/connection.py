@@ -127,6 +127,10 @@ _MSG_DONTWAIT: int = int(getattr(socket, "MSG_DONTWAIT", 0))  # not an IntFlag
 #: non-blocking reads of READ_SIZE.
 BLOCKING_READ_SIZE = 512
 
+#: Up to this size, what a full blocking read left is joined to it before
+#: parsing (see Connection._recv_blocking).
+JOIN_READS_LIMIT = 64 * 1024
+
 _WANT_READ = (BlockingIOError, ssl.SSLWantReadError)
 _WANT_WRITE = (BlockingIOError, ssl.SSLWantWriteError)
 
@@ -161,6 +165,12 @@ def _take_buffer() -> bytearray:
 def _give_back(buffer: bytearray) -> None:
     if len(_buffers) < MAX_FREE_BUFFERS:
         _buffers.append(buffer)
+
+
+def _done_with(data: memoryview | None) -> None:
+    """Give back the read buffer under ``data``, if any."""
+    if data is not None:
+        _give_back(data.obj)  # type: ignore[arg-type]
 
 
 class _Message:
@@ -599,7 +609,9 @@ class Connection:
         """
         sock = self.socket
         if self._can_block_in_recv(deadline):
-            self._receive(*self._recv_blocking())
+            data, more, error = self._recv_blocking()
+            self._receive(data, error, more)
+            _done_with(more)
             return
         # After a read that emptied the socket, wait first, rather than
         # spend a system call on a read that would only say EAGAIN.
@@ -629,38 +641,50 @@ class Connection:
             and threading.get_ident() != _MAIN_THREAD_ID
         )
 
-    def _recv_blocking(self) -> tuple[bytes | None, OSError | None]:
+    def _recv_blocking(
+        self,
+    ) -> tuple[bytes | None, memoryview | None, OSError | None]:
         """Wait in recv() for data.
 
         Returns:
-            ``(data, None)``; ``(None, None)`` at the end of the stream;
-            ``(None, error)`` if the read failed.
+            ``(data, more, None)``, to feed in this order, either of them
+            ``None`` for nothing; ``(None, None, None)`` at the end of the
+            stream; ``(None, None, error)`` if the read failed. ``more`` is a
+            view of a pooled buffer: give it to :func:`_done_with` once fed.
         """
         sock = self.socket
         try:
             data = sock.recv(BLOCKING_READ_SIZE)
         except OSError as exc:
-            return None, exc
+            return None, None, exc
         if len(data) < BLOCKING_READ_SIZE:
             self._drained = True
-            return data or None, None
-        # A full read may have left more: take it now, without waiting, so
-        # that the core gets it in one piece (rather than a frame cut at
-        # BLOCKING_READ_SIZE, and a second pass for its end).
+            return data or None, None, None
+        # A full read may have left more: take it now, without waiting, for
+        # the core to get in the same pass (not in a second trip through
+        # the reading loop).
         buffer = _take_buffer()
+        view = memoryview(buffer)
         try:
-            more = sock.recv_into(buffer, 0, self._dontwait)
+            more = sock.recv_into(view[BLOCKING_READ_SIZE:], 0, self._dontwait)
         except OSError as exc:
             # Nothing more yet (EAGAIN); or an error, that the next read,
             # which then doesn't wait, reports.
             self._drained = isinstance(exc, BlockingIOError)
+            more = 0
         else:
-            self._drained = more < len(buffer)
-            if more:
-                data += memoryview(buffer)[:more]
-        finally:
+            self._drained = more < len(buffer) - BLOCKING_READ_SIZE
+        if not more:
             _give_back(buffer)
-        return data, None
+            return data, None, None
+        if more <= JOIN_READS_LIMIT:
+            # Frames that span both reads are parsed whole; the core copies
+            # this little anyway.
+            buffer[:BLOCKING_READ_SIZE] = data
+            return None, view[: BLOCKING_READ_SIZE + more], None
+        # Likely a big frame: the core copies its payload from the buffer
+        # straight into place.
+        return data, view[BLOCKING_READ_SIZE : BLOCKING_READ_SIZE + more], None
 
     def _read_blocking_for(self, complete: bool) -> _Message | None:
         """Block in recv(), process what came, and take a message if one is ready.
@@ -669,15 +693,16 @@ class Connection:
         lock sections instead of six): the caller took the reader role as
         ``_BLOCKED``. Returns ``None`` if no message is ready yet.
         """
-        data, error = self._recv_blocking()
+        data, more, error = self._recv_blocking()
         message = None
         with self._lock:
             self._reader = None
-            output, closing = self._feed(data, error)
+            output, closing = self._feed(data, error, more)
             if self._has_message(complete):
                 message = self._pop_message()
             self._notify()
             release = self._close_when_idle
+        _done_with(more)
         self._after_feed(output, closing)
         self._after_reading(release)
         return message
@@ -708,29 +733,40 @@ class Connection:
             _give_back(buffer)
 
     def _receive(
-        self, data: bytes | memoryview | None, error: BaseException | None = None
+        self,
+        data: bytes | memoryview | None,
+        error: BaseException | None = None,
+        more: memoryview | None = None,
     ) -> None:
         """Feed bytes (or the end of the stream) to the core and act on the events."""
         with self._lock:
-            output, closing = self._feed(data, error)
+            output, closing = self._feed(data, error, more)
         self._after_feed(output, closing)
 
     def _feed(
-        self, data: bytes | memoryview | None, error: BaseException | None
+        self,
+        data: bytes | memoryview | None,
+        error: BaseException | None,
+        more: memoryview | None = None,
     ) -> tuple[int, bool]:
         """The part of :meth:`_receive` under the lock; called with it held.
 
+        ``more``: bytes that came right after ``data`` (see _recv_blocking);
+        neither of them: the end of the stream.
         Returns what :meth:`_after_feed` needs: whether output is due, and
         whether the closing handshake just started.
         """
         if self._aborted:
             return 0, False
-        if data is None:
+        if data is None and more is None:
             if error is not None and self.logger.isEnabledFor(logging.DEBUG):
                 self.logger.debug("connection lost: %r", error)
             self.protocol.receive_eof()
         else:
-            self.protocol.receive_data(data)
+            if data is not None:
+                self.protocol.receive_data(data)
+            if more is not None:
+                self.protocol.receive_data(more)
         self._dispatch()
         if self.protocol.pending_failure is not None and any(
             message.complete for message in self._messages
