@@ -386,13 +386,16 @@ def test_blocking_read_is_followed_by_a_read_that_doesnt_wait(
         receive_data(protocol, data)
 
     monkeypatch.setattr(Protocol, "receive_data", counting)
-    remote.send(b"first")
-    # A read that emptied the socket: the next one blocks in recv().
-    assert _in_thread(local.recv) == [b"first"]
-    assert local._drained
-    feeds.clear()
+    # Take the reader role as recv() does before it blocks, so that the
+    # watcher doesn't read the burst itself.
+    with local._lock:
+        assert local._reader is None
+        local._reader = connection_module._BLOCKED
     _burst(remote, messages)
-    assert _in_thread(lambda: [local.recv() for _ in messages]) == [messages]
+    (first_message,) = _in_thread(lambda: local._read_blocking_for(True))
+    assert isinstance(first_message, connection_module._Message)
+    assert first_message.chunks == messages[:1]
+    assert [local.recv(timeout=5) for _ in messages[1:]] == messages[1:]
     first = connection_module.BLOCKING_READ_SIZE
     if big:
         assert feeds[:1] == [first]
@@ -428,9 +431,16 @@ def test_error_of_the_read_after_a_full_blocking_read_is_reported(side: Side) ->
         assert _in_thread(local.recv) == [b"first"]
         assert local._drained
         sock.reset = True
+        # Take the reader role as recv() does before it blocks, so that the
+        # watcher doesn't read the frame itself.
+        with local._lock:
+            assert local._reader is None
+            local._reader = connection_module._BLOCKED
         b.sendall(
             b"".join(serialize_frame(Frame(Opcode.BINARY, b"x" * 600), mask=mask))
         )
+        # The first 512 bytes: not a whole message yet.
+        assert _in_thread(lambda: local._read_blocking_for(True)) == [None]
         (outcome,) = _in_thread(local.recv)
         assert isinstance(outcome, wssync.ConnectionClosedError)
     finally:
