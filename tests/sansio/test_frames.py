@@ -158,7 +158,7 @@ def test_apply_mask_rfc_example() -> None:
     assert apply_mask(b"Hello", key) == masked
 
 
-SIZES = [0, 1, 2, 3, 4, 5, 7, 8, 125, 126, 4095, 4096, 4097]
+SIZES = [0, 1, 2, 3, 4, 5, 7, 8, 125, 126, 383, 384, 385, 386, 4095, 4096, 4097]
 SIZES += [16383, 16384, 16385, 16388, 65536 + 3, 3 * 16384 + 2]
 
 
@@ -330,7 +330,7 @@ def test_serialize_large_masked_payload_in_one_chunk() -> None:
     assert apply_mask(chunks[0][14:], key) == data
 
 
-@pytest.mark.parametrize("size", [0, 5, 125, 126, 512, 513, 4095, 4096, 65536])
+@pytest.mark.parametrize("size", [0, 5, 125, 126, 384, 385, 4095, 4096, 65536])
 @pytest.mark.parametrize("fin", [True, False])
 @pytest.mark.parametrize("key", [None, bytes([0x37, 0xFA, 0x21, 0x3D])])
 def test_serialize_payload_matches_serialize_frame(
