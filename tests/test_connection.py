@@ -155,20 +155,30 @@ def _count_writes(monkeypatch: pytest.MonkeyPatch, sock: socket.socket) -> list[
     return writes
 
 
-def test_replies_to_a_burst_leave_together(
-    pair: tuple[Connection, Connection], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Messages that arrived together get their replies in one system call.
+def _echo_burst(
+    pair: tuple[Connection, Connection],
+    monkeypatch: pytest.MonkeyPatch,
+    messages: list[bytes],
+) -> list[int]:
+    """Send ``messages`` at once, answer each as it is taken, check the
+    answers; return the bytes of each write that carried them."""
     local, remote = pair
     monkeypatch.setattr(connection_module, "CORK_DELAY", 60)  # no timer flush
     monkeypatch.setattr(connection_module, "CORK_WINDOW", 60)  # however slow
-    messages = [bytes([i]) * (i + 1) for i in range(20)]
     writes = _count_writes(monkeypatch, local.socket)
     _burst(remote, messages)
     for _ in messages:
         local.send(local.recv())
     assert [remote.recv(timeout=5) for _ in messages] == messages
-    assert len(writes) == 1
+    return writes
+
+
+def test_replies_to_a_burst_leave_together(
+    pair: tuple[Connection, Connection], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Messages that arrived together get their replies in one system call.
+    messages = [bytes([i]) * (i + 1) for i in range(20)]
+    assert len(_echo_burst(pair, monkeypatch, messages)) == 1
 
 
 def test_replies_to_a_long_burst_leave_by_cork_chunks(
@@ -176,16 +186,10 @@ def test_replies_to_a_long_burst_leave_by_cork_chunks(
 ) -> None:
     # At most CORK_CHUNKS replies are held back: the peer gets the first
     # ones while the rest are being answered.
-    local, remote = pair
-    monkeypatch.setattr(connection_module, "CORK_DELAY", 60)  # no timer flush
-    monkeypatch.setattr(connection_module, "CORK_WINDOW", 60)  # however slow
+    local, _ = pair
     chunks = connection_module.CORK_CHUNKS
     messages = [b"%09d" % i for i in range(2 * chunks + 6)]
-    writes = _count_writes(monkeypatch, local.socket)
-    _burst(remote, messages)
-    for _ in messages:
-        local.send(local.recv())
-    assert [remote.recv(timeout=5) for _ in messages] == messages
+    writes = _echo_burst(pair, monkeypatch, messages)
     frame = 2 + (4 if local.protocol.side is Side.CLIENT else 0) + 9
     # The reply that finds CORK_CHUNKS held back leaves with them.
     assert writes == [(chunks + 1) * frame, (chunks + 1) * frame, 4 * frame]
