@@ -122,9 +122,9 @@ _EOF = b""  # marker in the output queue: half-close the socket here
 #: Per-call non-blocking flag, where the OS has one (not Windows).
 _MSG_DONTWAIT: int = int(getattr(socket, "MSG_DONTWAIT", 0))  # not an IntFlag
 
-#: Bytes asked for by a read that blocks (see Connection._read): small, since
-#: the thread holds the buffer while it waits; a full read is followed by
-#: non-blocking reads of READ_SIZE.
+#: Bytes asked for by a read that blocks (see Connection._recv_blocking):
+#: small, since the thread holds the buffer while it waits; a full read is
+#: followed at once by a non-blocking read into a READ_SIZE buffer.
 BLOCKING_READ_SIZE = 512
 
 #: Up to this size, what a full blocking read left is joined to it before
@@ -530,14 +530,8 @@ class Connection:
 
     def _pop_message(self) -> _Message:
         """Take the first message off the queue. Called with the lock held."""
-        messages = self._messages
-        # _paused(), its first test inlined: the queue is usually shorter.
-        was_paused = (
-            self.max_queue is not None
-            and len(messages) >= self.max_queue
-            and self._paused()
-        )
-        message = messages.pop(0)
+        was_paused = self._paused()
+        message = self._messages.pop(0)
         if message.complete:
             self._queued -= message.size + MESSAGE_OVERHEAD
         else:
