@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import pathlib
+import subprocess
+import sys
+import threading
 
 import pytest
 
 from wssync.exceptions import ProtocolError
+from wssync.sansio import frames
 from wssync.sansio.frames import (
     CONTROL_OPCODES,
     DATA_OPCODES,
@@ -241,7 +246,7 @@ def test_serialize_rfc_examples() -> None:
 
 def test_serialize_masked_rfc_example(monkeypatch: pytest.MonkeyPatch) -> None:
     # RFC 6455 §5.7: a masked "Hello" text frame and a masked "Hello" pong.
-    monkeypatch.setattr("os.urandom", lambda n: bytes([0x37, 0xFA, 0x21, 0x3D]))
+    monkeypatch.setattr(frames, "masking_key", lambda: bytes([0x37, 0xFA, 0x21, 0x3D]))
     masked_hello = bytes([0x37, 0xFA, 0x21, 0x3D, 0x7F, 0x9F, 0x4D, 0x51, 0x58])
     assert serialize_frame(Frame(Opcode.TEXT, b"Hello"), mask=True) == [
         b"\x81\x85" + masked_hello
@@ -304,6 +309,56 @@ def test_serialize_uses_fresh_keys() -> None:
     frame = Frame(Opcode.BINARY, b"same payload")
     keys = {serialize_frame(frame, mask=True)[0][2:6] for _ in range(20)}
     assert len(keys) > 1
+
+
+def test_masking_keys_are_handed_out_once() -> None:
+    # More keys than one refill of the pool, from several threads at once.
+    drawn: list[list[bytes]] = [[] for _ in range(4)]
+
+    def draw(into: list[bytes]) -> None:
+        for _ in range(500):
+            into.append(frames.masking_key())
+
+    threads = [threading.Thread(target=draw, args=(into,)) for into in drawn]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    keys = [key for into in drawn for key in into]
+    assert len(keys) == 2000 and all(len(key) == 4 for key in keys)
+    # 2,000 random 32-bit keys: a collision has a probability of 5e-4; a
+    # key handed out twice would repeat them all.
+    assert len(set(keys)) >= 1998
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() only")
+def test_forked_child_draws_its_own_masking_keys() -> None:
+    # The pool is filled in the parent before the fork: the child must not
+    # hand out the keys the parent will.
+    code = (
+        "import os\n"
+        "from wssync.sansio import frames\n"
+        "frames.masking_key()\n"
+        "read, write = os.pipe()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os.write(write, frames.masking_key())\n"
+        "    os._exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+        "child = os.read(read, 4)\n"
+        "print(child.hex(), frames.masking_key().hex())\n"
+    )
+    for _ in range(3):
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=pathlib.Path(__file__).parents[2],
+        )
+        assert result.returncode == 0, result.stderr
+        child, parent = result.stdout.split()
+        assert child != parent
 
 
 def test_serialize_small_payload_in_one_chunk() -> None:

@@ -26,6 +26,7 @@ from wssync.exceptions import (
     PayloadTooBig,
     ProtocolError,
 )
+from wssync.sansio import protocol as protocol_module
 from wssync.sansio.extensions.base import Extension
 from wssync.sansio.frames import Close, Frame, Opcode
 from wssync.sansio.protocol import OK_CLOSE_CODES, Protocol, Side, State
@@ -1334,17 +1335,29 @@ def test_client_masks_with_fresh_keys() -> None:
     assert output_of(data) == [b"same"] * 300
 
 
-def test_debug_doesnt_change_what_is_sent(side: Side) -> None:
+def same_keys(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Make the masking keys start over, the same, at each call of the result."""
+    keys = [os.urandom(4) for _ in range(64)]
+
+    def start_over() -> None:
+        sequence = iter(keys)
+        monkeypatch.setattr(protocol_module, "_masking_key", lambda: next(sequence))
+
+    return start_over
+
+
+def test_debug_doesnt_change_what_is_sent(
+    side: Side, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Without extensions or debug logging, data frames skip building a Frame:
     # the bytes must be those of the general path (taken with debug on).
     logger = logging.getLogger("test.wssync.send_paths")
     logger.setLevel(logging.DEBUG)
     fast, slow = Protocol(side), Protocol(side, logger=logger)
     assert not fast.debug and slow.debug
-    keys = os.urandom(256)
+    start_over = same_keys(monkeypatch)
     for protocol in (fast, slow):
-        # The same masking keys for both (the client's come 256 bytes at a time).
-        protocol._keys, protocol._keys_pos = keys, 0
+        start_over()  # the same masking keys for both
         protocol.send_text(b"caf\xc3\xa9")
         protocol.send_binary(b"\x00" * 200, fin=False)
         protocol.send_continuation(b"\xff" * 70000, fin=True)
@@ -1353,7 +1366,7 @@ def test_debug_doesnt_change_what_is_sent(side: Side) -> None:
 
 
 def test_debug_doesnt_change_what_is_received(
-    side: Side, make: Callable[..., bytes]
+    side: Side, make: Callable[..., bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Without extensions or debug logging, whole binary and ASCII text
     # messages skip _handle_frame(): the events must be those of the general
@@ -1372,11 +1385,15 @@ def test_debug_doesnt_change_what_is_received(
         + make(TEXT, b"\xc3")  # not UTF-8: fails the connection
         + make(BINARY, b"after the failure")
     )
-    keys = os.urandom(256)
+    start_over = same_keys(monkeypatch)
+    taken = []
     for protocol in (fast, slow):
-        protocol._keys, protocol._keys_pos = keys, 0  # the same masking keys
+        start_over()  # the same masking keys for both
         protocol.receive_data(data)
-    received = events(fast)
+        taken.append(events(protocol))
+        # The failure's close frame is made here, with the keys of this run.
+        taken.append(b"".join(protocol.data_to_send()))
+    received, fast_output, slow_received, slow_output = taken
     assert received == [
         (BINARY, b"\x00\xff" * 100, True),
         (TEXT, b"ascii", True),
@@ -1386,9 +1403,9 @@ def test_debug_doesnt_change_what_is_received(
         (CONT, b"ment", True),
         (BINARY, b"", True),
     ]
-    assert events(slow) == received
+    assert slow_received == received
     assert fast.close_code == slow.close_code
-    assert b"".join(fast.data_to_send()) == b"".join(slow.data_to_send())
+    assert fast_output == slow_output
 
 
 def output_of(data: bytes) -> list[bytes]:

@@ -42,6 +42,7 @@ __all__ = [
     "Opcode",
     "apply_mask",
     "mask_in_place",
+    "masking_key",
     "serialize_frame",
     "serialize_payload",
 ]
@@ -217,6 +218,32 @@ def _xor_table(k: int) -> bytes:
     return table
 
 
+#: Masking keys not handed out yet, for the whole process (see masking_key).
+_keys: list[bytes] = []
+
+
+def masking_key() -> bytes:
+    """Return a fresh masking key: 4 random bytes (RFC 6455 §5.3).
+
+    Keys are cut from :func:`os.urandom` 256 bytes at a time, into a pool
+    that every connection of the process draws from: a ``getrandom()``
+    system call per key costs as much as the rest of sending a small frame,
+    and one per connection showed in short connections (C3). Each key is
+    handed out once (``list.pop()`` is atomic), and a forked child starts
+    with an empty pool, so it never reuses its parent's keys.
+    """
+    try:
+        return _keys.pop()
+    except IndexError:
+        block = os.urandom(256)
+        _keys.extend([block[i : i + 4] for i in range(4, 256, 4)])
+        return block[:4]
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - POSIX
+    os.register_at_fork(after_in_child=_keys.clear)
+
+
 def apply_mask(data: BytesLike, mask: bytes) -> bytes:
     """Mask or unmask a payload (RFC 6455 §5.3).
 
@@ -286,10 +313,10 @@ def serialize_frame(
             does that.
         mask: Whether to mask the payload: clients MUST mask every frame
             and servers MUST NOT (RFC 6455 §5.1). Keys come from
-            :func:`os.urandom` (§5.3: "derived from a strong source of
-            entropy").
+            :func:`masking_key`, that is from :func:`os.urandom` (§5.3:
+            "derived from a strong source of entropy").
         key: The 4-byte masking key to use when ``mask`` is true, instead of
-            a fresh one from :func:`os.urandom`; it must come from a strong
+            a fresh one from :func:`masking_key`; it must come from a strong
             source of entropy too.
 
     Returns:
@@ -306,7 +333,7 @@ def serialize_frame(
         | frame.opcode
     )
     if mask and key is None:
-        key = os.urandom(4)
+        key = masking_key()
     return serialize_payload(first, frame.data, key if mask else None)
 
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import codecs
 import enum
 import logging
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, Optional, Union
 
@@ -53,6 +52,7 @@ from wssync.sansio.frames import (
     apply_mask,
     mask_in_place,
 )
+from wssync.sansio.frames import masking_key as _masking_key
 from wssync.sansio.frames import serialize_frame as _serialize_frame
 from wssync.sansio.frames import serialize_payload as _serialize_payload
 
@@ -228,8 +228,6 @@ class Protocol:
         "_eof_rcvd",
         "_events",
         "_head",
-        "_keys",
-        "_keys_pos",
         "_mask",
         "_mask_bit_expected",
         "_msg_opcode",
@@ -281,11 +279,6 @@ class Protocol:
         # MUST NOT mask, and each side fails the connection on a frame masked
         # the wrong way.
         self._mask = side is Side.CLIENT
-        # Masking keys, drawn from os.urandom() 64 at a time: one getrandom()
-        # system call per frame costs as much as the rest of sending a small
-        # frame. Each key is still 4 fresh random bytes (RFC 6455 §5.3).
-        self._keys = b""
-        self._keys_pos = 0
         self._mask_bit_expected = 0x80 if side is Side.SERVER else 0
 
         self._events: list[Frame] = []
@@ -656,7 +649,7 @@ class Protocol:
             self._send_frame(frame)
         else:
             # The common case, without a Frame: one call to serialize it.
-            key = self._next_key() if self._mask else None
+            key = _masking_key() if self._mask else None
             self._output += _serialize_payload(
                 opcode | 0x80 if fin else opcode, data, key
             )
@@ -665,18 +658,9 @@ class Protocol:
         if self.debug:
             self.logger.debug("> %s", _describe(frame))
         if self._mask:
-            self._output += _serialize_frame(frame, mask=True, key=self._next_key())
+            self._output += _serialize_frame(frame, mask=True, key=_masking_key())
         else:
             self._output += _serialize_frame(frame, mask=False)
-
-    def _next_key(self) -> bytes:
-        """A masking key, from 256 random bytes fetched at a time (RFC 6455 §5.3)."""
-        pos = self._keys_pos
-        if pos == len(self._keys):
-            self._keys = os.urandom(256)
-            pos = 0
-        self._keys_pos = pos + 4
-        return self._keys[pos : pos + 4]
 
     def _send_eof(self) -> None:
         if self.debug:
