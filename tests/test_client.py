@@ -104,6 +104,43 @@ def test_connect_over_given_socket(server_factory: Any) -> None:
         assert ws.recv(timeout=5) == "via sock"
 
 
+def test_connect_to_an_ip_address_resolves_no_name(
+    server_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = server_factory()
+
+    def no_resolving(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("an IP address needs no name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_resolving)
+    with wssync.connect(f"ws://127.0.0.1:{server.port}/") as ws:
+        ws.send("direct")
+        assert ws.recv(timeout=5) == "direct"
+        assert ws.remote_address == ("127.0.0.1", server.port)
+
+
+def test_connect_to_an_ipv6_address() -> None:
+    try:
+        server = wssync.serve(echo, "::1", 0)
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    try:
+        server.start()
+        with wssync.connect(f"ws://[::1]:{server.port}/") as ws:
+            ws.send("over IPv6")
+            assert ws.recv(timeout=5) == "over IPv6"
+            assert ws.remote_address[:2] == ("::1", server.port)
+    finally:
+        server.shutdown()
+
+
+def test_connect_to_a_name_resolves_it(server_factory: Any) -> None:
+    server = server_factory()
+    with wssync.connect(f"ws://localhost:{server.port}/") as ws:
+        ws.send("by name")
+        assert ws.recv(timeout=5) == "by name"
+
+
 def test_connection_handshake_objects(server_factory: Any) -> None:
     server = server_factory()
     with wssync.connect(f"ws://127.0.0.1:{server.port}/a/b?c=d") as ws:

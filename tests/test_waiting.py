@@ -1,11 +1,12 @@
 """Waits: wait_socket() with a thread's waker, and the opening handshake's I/O
-on non-blocking sockets (recv_by, send_all_by)."""
+on non-blocking sockets (connect_by, recv_by, send_all_by)."""
 
 from __future__ import annotations
 
 import select
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from wssync import waiting
-from wssync.waiting import Waker, recv_by, send_all_by, wait_socket
+from wssync.waiting import Waker, connect_by, recv_by, send_all_by, wait_socket
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -168,10 +169,10 @@ def test_recv_by_waits_for_data(
 
     def write_then_wait(
         sock: socket.socket, write: bool, deadline: float | None
-    ) -> None:
+    ) -> bool:
         waits.append(write)
         b.sendall(b"late")
-        wait(sock, write, deadline)
+        return wait(sock, write, deadline)
 
     monkeypatch.setattr(waiting, "_wait_by", write_then_wait)
     assert recv_by(a, 4096, time.monotonic() + 5) == b"late"
@@ -180,6 +181,37 @@ def test_recv_by_waits_for_data(
     # Without a deadline too.
     assert recv_by(a, 4096, None) == b"late"
     assert waits == [False]
+
+
+def test_recv_by_waits_first_when_asked(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # wait_first: poll, then read; no read that would only say EAGAIN.
+    a, b = pair
+    calls: list[str] = []
+    wait = waiting._wait_by
+
+    def recorded_wait(sock: socket.socket, write: bool, deadline: float | None) -> bool:
+        calls.append("wait")
+        return wait(sock, write, deadline)
+
+    class RecordingSocket:
+        def recv(self, size: int) -> bytes:
+            calls.append("recv")
+            return a.recv(size)
+
+        def fileno(self) -> int:
+            return a.fileno()
+
+    monkeypatch.setattr(waiting, "_wait_by", recorded_wait)
+    b.sendall(b"answer")
+    sock: socket.socket = RecordingSocket()  # type: ignore[assignment]
+    assert recv_by(sock, 4096, time.monotonic() + 5, wait_first=True) == b"answer"
+    assert calls == ["wait", "recv"]
+    calls.clear()
+    b.sendall(b"more")
+    assert recv_by(sock, 4096, time.monotonic() + 5) == b"more"
+    assert calls == ["recv"]
 
 
 def test_recv_by_reports_end_of_stream(
@@ -238,3 +270,73 @@ def test_time_left() -> None:
     assert left is not None and 0 < left <= 60
     with pytest.raises(TimeoutError, match="timed out connecting through"):
         waiting.time_left(time.monotonic() - 1, "connecting through the proxy")
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield sock
+
+
+def _nonblocking(family: int = socket.AF_INET) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    return sock
+
+
+def test_connect_by_connects(listener: socket.socket) -> None:
+    with _nonblocking() as sock:
+        connect_by(sock, listener.getsockname(), time.monotonic() + 5)
+        accepted, _ = listener.accept()
+        with accepted:
+            sock.send(b"ping")
+            assert accepted.recv(4) == b"ping"
+            assert sock.getpeername() == listener.getsockname()
+
+
+def test_connect_by_connects_over_ipv6() -> None:
+    try:
+        server = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        server.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    with server, _nonblocking(socket.AF_INET6) as sock:
+        server.listen(1)
+        connect_by(sock, ("::1", server.getsockname()[1]), None)
+        accepted, _ = server.accept()
+        accepted.close()
+
+
+def test_connect_by_reports_a_refused_connection() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = probe.getsockname()
+    # Nothing listens there now.
+    with _nonblocking() as sock, pytest.raises(ConnectionRefusedError):
+        connect_by(sock, address, time.monotonic() + 5)
+
+
+@pytest.mark.skipif(
+    sys.platform != "linux", reason="Linux drops SYNs beyond a full accept queue"
+)
+def test_connect_by_times_out_when_nobody_answers() -> None:
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        address = full.getsockname()
+        # Fill the accept queue, which nobody empties: later connections get
+        # no answer to their SYN, and their connect stays in progress.
+        fillers = [_nonblocking() for _ in range(4)]
+        try:
+            for filler in fillers:
+                filler.connect_ex(address)
+            with _nonblocking() as sock:
+                start = time.monotonic()
+                with pytest.raises(socket.timeout):
+                    connect_by(sock, address, start + 0.2)
+                assert time.monotonic() - start >= 0.2
+        finally:
+            for filler in fillers:
+                filler.close()

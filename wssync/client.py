@@ -22,7 +22,7 @@ from .sansio.headers import HeadersLike
 from .sansio.http11 import Response, ResponseParser
 from .sansio.protocol import Protocol, Side
 from .sansio.uri import WebSocketURI, parse_uri
-from .waiting import recv_by, send_all_by, time_left
+from .waiting import connect_by, recv_by, send_all_by, time_left
 
 __all__ = ["ClientConnection", "connect", "reconnect", "unix_connect"]
 
@@ -157,9 +157,12 @@ def connect(
             request = handshake.request()
             # Non-blocking from here on, as the connection wants it: the
             # handshake polls only when it would block (see waiting.py).
-            connection_socket.setblocking(False)
+            if connection_socket.gettimeout() != 0.0:
+                connection_socket.setblocking(False)
             send_all_by(connection_socket, request.serialize(), deadline)
-            response, leftover = _read_response(connection_socket, deadline)
+            response, leftover = _read_response(
+                connection_socket, deadline, wait_first=not wsuri.secure
+            )
             try:
                 accepted_extensions, subprotocol = handshake.process_response(response)
             except InvalidStatus:
@@ -232,12 +235,41 @@ def _open_socket(
             sock.close()
             raise
         return sock
+    family = _ip_family(wsuri.host)
     try:
-        return socket.create_connection(
-            (wsuri.host, wsuri.port), time_left(deadline, _OPENING)
-        )
+        if family is None:
+            return socket.create_connection(
+                (wsuri.host, wsuri.port), time_left(deadline, _OPENING)
+            )
+        # An IP address: no name to resolve, and the socket is made
+        # non-blocking as the handshake wants it, rather than switched
+        # to time-out mode and back (a system call each way).
+        sock = socket.socket(family, socket.SOCK_STREAM | _SOCK_NONBLOCK)
+        try:
+            if not _SOCK_NONBLOCK:  # pragma: no cover - not Linux
+                sock.setblocking(False)
+            connect_by(sock, (wsuri.host, wsuri.port), deadline)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
     except socket.timeout as exc:
         raise TimeoutError("timed out connecting") from exc
+
+
+#: Creates a socket non-blocking from the start, where the OS can.
+_SOCK_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
+
+
+def _ip_family(host: str) -> int | None:
+    """``AF_INET`` or ``AF_INET6`` if ``host`` is an IP address, else ``None``."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        return family
+    return None
 
 
 def _wrap_tls(
@@ -251,9 +283,13 @@ def _wrap_tls(
 
 
 def _read_response(
-    sock: socket.socket, deadline: float | None
+    sock: socket.socket, deadline: float | None, wait_first: bool
 ) -> tuple[Response, bytes]:
-    """Read the handshake response; return it with the bytes that followed it."""
+    """Read the handshake response; return it with the bytes that followed it.
+
+    ``wait_first``: the request just left, so the first read waits before
+    it reads (see :func:`~wssync.waiting.recv_by`).
+    """
     buffer = bytearray()
     parser = ResponseParser()  # resumes where it stopped: linear in bytes
     while True:
@@ -261,7 +297,8 @@ def _read_response(
         if parsed is not None:
             response, consumed = parsed
             return response, bytes(buffer[consumed:])
-        data = recv_by(sock, HANDSHAKE_READ_SIZE, deadline)
+        data = recv_by(sock, HANDSHAKE_READ_SIZE, deadline, wait_first=wait_first)
+        wait_first = False
         if not data:
             parsed = parser.parse(buffer, eof=True)
             if parsed is None:

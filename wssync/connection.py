@@ -74,6 +74,7 @@ _TEXT = Opcode.TEXT
 _BINARY = Opcode.BINARY
 _CONT = Opcode.CONT
 _PONG = Opcode.PONG
+_CLOSE = Opcode.CLOSE
 _OPEN = State.OPEN
 _CLOSED = State.CLOSED
 
@@ -372,6 +373,12 @@ class Connection:
             close_request = self._close_request
         if leftover:
             self._receive(memoryview(leftover))
+        else:
+            # The handshake read everything the peer had sent, and the peer
+            # rarely sends at once: the first read waits before it reads
+            # (blocks in recv() itself, where it may), rather than spend a
+            # system call on an EAGAIN.
+            self._drained = True
         # Lazy: the application nearly always reads or sends at once, and
         # waking the watcher for a new connection cost a thread switch and
         # GIL hand-overs (S5 server CPU 658 -> 594 us per connection). The
@@ -834,6 +841,15 @@ class Connection:
                     self._acknowledge_keepalive(frame.data)
                 else:
                     self._acknowledge_pings(frame.data)
+            elif (
+                opcode is _CLOSE
+                and self.protocol.side is Side.CLIENT
+                and not self.protocol.close_rcvd_then_sent
+            ):
+                # The server answered our close frame, and closes the TCP
+                # connection right after (RFC 6455 §7.1.1): its end of stream
+                # has likely come already. Read it without waiting first.
+                self._drained = False
         self._notify()
 
     def _apply_pending_failure(self) -> None:
@@ -1133,7 +1149,7 @@ class Connection:
         if self._out:
             self._flush_nowait()
 
-    def _write_now(self, chunks: list[bytes | bytearray]) -> bool:
+    def _write_now(self, chunks: Sequence[bytes | bytearray | memoryview]) -> bool:
         """Write a message's frames at once; ``False`` if some are left queued.
 
         The fast path of :meth:`send` when nothing else is queued: one
@@ -1544,7 +1560,14 @@ class Connection:
             # Another thread's send is stuck on a peer that stopped reading.
             raise TimeoutError("timed out sending the close frame")
         try:
-            self._flush(deadline)
+            with self._lock:
+                # The usual case: the close frame alone. It leaves at once,
+                # as send() writes a message, without the queue's loop.
+                alone = len(self._out) == 1 and not self._aborted
+                if alone:
+                    chunks = [self._out.pop()]
+            if not alone or not self._write_now(chunks):
+                self._flush(deadline)
         finally:
             self._send_lock.release()
             self._after_send()

@@ -12,6 +12,8 @@ thread currently blocked on it, and wakes it to abort the wait.
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import select
 import signal
 import socket
@@ -21,6 +23,7 @@ import time
 
 __all__ = [
     "Waker",
+    "connect_by",
     "recv_by",
     "send_all_by",
     "thread_waker",
@@ -219,11 +222,14 @@ def time_left(deadline: float | None, doing: str) -> float | None:
     return remaining
 
 
-def _wait_by(sock: socket.socket, write: bool, deadline: float | None) -> None:
+def _wait_by(sock: socket.socket, write: bool, deadline: float | None) -> bool:
     """Wait until ``sock`` is ready for reading (or writing) or ``deadline``.
 
+    Returns:
+        Whether the socket is ready (``False``: the time ran out).
+
     Raises:
-        socket.timeout: The deadline passed.
+        socket.timeout: The deadline had passed already.
     """
     timeout = None
     if deadline is not None:
@@ -233,14 +239,47 @@ def _wait_by(sock: socket.socket, write: bool, deadline: float | None) -> None:
     if hasattr(select, "poll"):
         poller = select.poll()
         poller.register(sock, select.POLLOUT if write else select.POLLIN)
-        poller.poll(None if timeout is None else timeout * 1000)
+        return bool(poller.poll(None if timeout is None else timeout * 1000))
     else:  # pragma: no cover - Windows
         ready = [sock]
-        select.select([] if write else ready, ready if write else [], [], timeout)
+        r, w, _ = select.select(
+            [] if write else ready, ready if write else [], [], timeout
+        )
+        return bool(r or w)
 
 
-def recv_by(sock: socket.socket, size: int, deadline: float | None) -> bytes:
+#: What connect_ex() says about a connection a non-blocking socket started.
+_IN_PROGRESS = (errno.EINPROGRESS, errno.EWOULDBLOCK)
+
+
+def connect_by(
+    sock: socket.socket, address: tuple[str, int], deadline: float | None
+) -> None:
+    """Connect the non-blocking ``sock`` to ``address`` before ``deadline``.
+
+    Raises:
+        socket.timeout: The deadline passed first.
+        OSError: The connection failed (e.g. :exc:`ConnectionRefusedError`).
+    """
+    error = sock.connect_ex(address)
+    if error in _IN_PROGRESS:
+        while not _wait_by(sock, True, deadline):
+            pass
+        error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if error:
+        # OSError picks the subclass that matches the code.
+        raise OSError(error, os.strerror(error))
+
+
+def recv_by(
+    sock: socket.socket, size: int, deadline: float | None, *, wait_first: bool = False
+) -> bytes:
     """Read up to ``size`` bytes from the non-blocking ``sock`` before ``deadline``.
+
+    ``wait_first``: poll before the first read, when nothing can have come
+    yet (an answer to what was just sent): an EAGAIN costs a system call and
+    an exception. Not for TLS sockets, whose object may hold decrypted bytes
+    that poll doesn't see.
 
     Returns:
         The bytes read; ``b""`` at the end of the stream.
@@ -248,6 +287,8 @@ def recv_by(sock: socket.socket, size: int, deadline: float | None) -> bytes:
     Raises:
         socket.timeout: The deadline passed first.
     """
+    if wait_first:
+        _wait_by(sock, False, deadline)
     while True:
         try:
             return sock.recv(size)
