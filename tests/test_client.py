@@ -119,6 +119,17 @@ def test_connect_to_an_ip_address_resolves_no_name(
         assert ws.remote_address == ("127.0.0.1", server.port)
 
 
+def test_nagle_is_off_on_both_ends(server_factory: Any) -> None:
+    # Frames are written whole: Nagle's algorithm would only delay them.
+    def report(ws: wssync.ServerConnection) -> None:
+        ws.send(str(ws.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)))
+
+    server = server_factory(report)
+    with wssync.connect(f"ws://127.0.0.1:{server.port}/") as ws:
+        assert ws.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        assert ws.recv(timeout=5) != "0"
+
+
 def test_connect_to_an_ipv6_address() -> None:
     try:
         server = wssync.serve(echo, "::1", 0)

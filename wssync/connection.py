@@ -286,6 +286,11 @@ class Connection:
         self.request: Request | None = None
         self.response: Response | None = None
         self.subprotocol: str | None = None
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Frames are written whole; Nagle's algorithm would only delay them.
+            # (Here rather than in _start: a client makes its connection
+            # while the server works on the handshake response.)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             self.remote_address: Any = sock.getpeername()
         except OSError:
@@ -365,9 +370,6 @@ class Connection:
             self._dontwait = _MSG_DONTWAIT
         else:
             sock.setblocking(False)
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            # Frames are written whole; Nagle's algorithm would only delay them.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._lock:
             self._started = True
             close_request = self._close_request
