@@ -5,8 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from wssync.exceptions import InvalidMessage
+from wssync.sansio import http11
 from wssync.sansio.headers import Headers
 from wssync.sansio.http11 import (
     MAX_BODY_SIZE,
@@ -829,3 +832,74 @@ def test_response_parser_scans_each_byte_a_bounded_number_of_times() -> None:
     assert result[1] == len(data)
     assert len(result[0].body) == 8 * 0x1000
     assert buf.scanned <= 2 * len(data)
+
+
+# ------------------------------------------- a head that came whole, at once
+
+
+def test_whole_heads_are_read_in_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The usual handshake comes in one read: its fields are taken in one pass,
+    # not line by line (whose per-field method must not run).
+    expected_request = feed_request(REQUEST)
+    expected_response = feed_response(RESPONSE)
+    odd = request_with(b"X-Empty:", b"X-Spaces: \t padded \t ", b"X-Latin: caf\xe9")
+    expected_odd = feed_request(odd)
+
+    def line_by_line(*args: object) -> None:
+        raise AssertionError("read line by line")
+
+    monkeypatch.setattr(http11._HeadScanner, "_add_field", line_by_line)
+    assert parse_request(REQUEST + FRAME) == (expected_request[0], len(REQUEST))
+    assert parse_response(RESPONSE + FRAME) == (expected_response[0], len(RESPONSE))
+    assert parse_request(odd) == expected_odd
+    assert expected_odd[0].headers["X-Spaces"] == "padded"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # Each unusual in a way that the line by line path must handle.
+        request_with(b"X-Folded: a", b" b"),
+        request_with(b"X-Bare-LF: a\nb"),
+        request_with(b"X-Bare-CR: a\rb"),
+        request_with(request_line=b"GET /a\nb HTTP/1.1"),
+        request_with(request_line=b"GET /a\rb HTTP/1.1"),
+        request_with(b"No colon"),
+        request_with(b"Space before : colon"),
+        b"\r\n" + request_with(b"X-After: an empty line"),
+        request_with(b"X-Long: " + b"a" * MAX_LINE_LENGTH),
+        request_with(*[b"X-Many: 1"] * MAX_NUM_HEADERS),
+        request_with(b"X-Control: \x01"),
+    ],
+)
+def test_unusual_whole_heads_read_as_line_by_line(data: bytes) -> None:
+    try:
+        whole = parse_request(data)
+    except InvalidMessage as exc:
+        with pytest.raises(InvalidMessage) as bytewise:
+            feed_request(data)
+        assert (str(bytewise.value), bytewise.value.status_code) == (
+            str(exc),
+            exc.status_code,
+        )
+    else:
+        assert whole == feed_request(data)
+
+
+_NAMES = st.sampled_from([b"Host", b"X-A", b"x!#$%&'*+-.^_`|~", b"", b"a b", b" fold"])
+
+
+@given(st.lists(st.tuples(_NAMES, st.binary(max_size=12)), max_size=6))
+def test_whole_and_line_by_line_heads_agree(fields: list[tuple[bytes, bytes]]) -> None:
+    data = request_with(*[name + b":" + value for name, value in fields])
+
+    def outcome(parse: object) -> object:
+        try:
+            return parse(data)  # type: ignore[operator]
+        except InvalidMessage:
+            return "invalid"
+
+    whole = outcome(parse_request)
+    if whole is None:  # the random bytes made an incomplete head
+        return
+    assert whole == outcome(feed_request)
