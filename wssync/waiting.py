@@ -248,8 +248,13 @@ def _wait_by(sock: socket.socket, write: bool, deadline: float | None) -> bool:
         return bool(r or w)
 
 
-#: What connect_ex() says about a connection a non-blocking socket started.
-_IN_PROGRESS = (errno.EINPROGRESS, errno.EWOULDBLOCK)
+#: What connect_ex() says about a connection a non-blocking socket started
+#: (Windows answers with its own code).
+_IN_PROGRESS = (
+    errno.EINPROGRESS,
+    errno.EWOULDBLOCK,
+    getattr(errno, "WSAEWOULDBLOCK", errno.EWOULDBLOCK),
+)
 
 
 def connect_by(
