@@ -8,7 +8,10 @@ import weakref
 from collections.abc import Iterator
 
 import pytest
+from pairs import make_connection
 
+from wssync import connection as connection_module
+from wssync.sansio.protocol import Side
 from wssync.watcher import LAZY_DELAY, Watcher
 
 
@@ -153,3 +156,34 @@ def test_watcher_stays_alert_for_a_while_after_refreshing(
         w._refreshed_at = time.monotonic() - 1
         run_due_timers(w)
         assert w._wakes_by == float("inf")
+
+
+@pytest.mark.parametrize("closed_first", [False, True])
+def test_keepalive_timer_is_armed_at_the_watchers_first_look(
+    watcher: tuple[Watcher, list[None]],
+    monkeypatch: pytest.MonkeyPatch,
+    closed_first: bool,
+) -> None:
+    # Not in _start: a connection that closes before the watcher looks at it
+    # never costs a timer; one that stays open gets its first keepalive at
+    # ping_interval after _start, as if armed then.
+    w, _ = watcher
+    monkeypatch.setattr(connection_module, "get_watcher", lambda: w)
+    a, b = socket.socketpair()
+    with a, b:
+        started = time.monotonic()
+        conn = make_connection(a, Side.SERVER, ping_interval=20)
+        assert w._timers == []
+        assert conn in w._pending  # the first look is asked for
+        if closed_first:
+            conn._abort(None)
+        run_due_timers(w)  # the first look
+        keepalives = [t for t in w._timers if t[2].__name__ == "_keepalive"]
+        if closed_first:
+            assert keepalives == []
+        else:
+            ((when, _, _, owner),) = keepalives
+            assert owner is not None and owner() is conn
+            assert started + 20 <= when <= time.monotonic() + 20
+            run_due_timers(w)  # a second look arms nothing more
+            assert len([t for t in w._timers if t[2].__name__ == "_keepalive"]) == 1
