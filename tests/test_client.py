@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 import socket
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -117,6 +119,31 @@ def test_connect_to_an_ip_address_resolves_no_name(
         ws.send("direct")
         assert ws.recv(timeout=5) == "direct"
         assert ws.remote_address == ("127.0.0.1", server.port)
+
+
+@pytest.mark.skipif(
+    sys.platform != "linux", reason="Linux drops SYNs beyond a full accept queue"
+)
+def test_open_timeout_bounds_the_connect_to_an_ip_address() -> None:
+    # api.md: the opening handshake, TCP connect included, takes at most
+    # open_timeout, then TimeoutError. A full accept queue that nobody
+    # empties leaves later connects unanswered.
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        port = full.getsockname()[1]
+        fillers = [socket.socket() for _ in range(4)]
+        try:
+            for filler in fillers:
+                filler.setblocking(False)
+                filler.connect_ex(("127.0.0.1", port))
+            start = time.monotonic()
+            with pytest.raises(TimeoutError, match="timed out connecting"):
+                wssync.connect(f"ws://127.0.0.1:{port}/", open_timeout=0.3)
+            assert 0.3 <= time.monotonic() - start < 5
+        finally:
+            for filler in fillers:
+                filler.close()
 
 
 def test_nagle_is_off_on_both_ends(server_factory: Any) -> None:
