@@ -213,3 +213,41 @@ def test_environment_lookup_matches_urllib(seed: int, monkeypatch: Any) -> None:
         wsuri = parse_uri(uri)
         expected = _urllib_choice(wsuri.host, wsuri.secure)
         assert proxy_for(wsuri, True) == expected, (uri, dict(os.environ))
+
+
+def test_environment_lookup_sees_every_change(monkeypatch: Any) -> None:
+    # _getenv() reads os.environ's own dict: what a change through
+    # os.environ (or monkeypatch) does must show at once, encoded as
+    # os.environ encodes it (non-ASCII included).
+    import os
+
+    from wssync.proxy import _getenv
+
+    monkeypatch.delenv("http_proxy", raising=False)
+    assert _getenv("http_proxy") is None
+    os.environ["http_proxy"] = "http://proxy.test:3128"
+    try:
+        assert _getenv("http_proxy") == "http://proxy.test:3128"
+        os.environ["http_proxy"] = "http://prøxy.test:1"
+        assert _getenv("http_proxy") == os.environ.get("http_proxy")
+        os.environ["http_proxy"] = ""
+        assert _getenv("http_proxy") == ""
+    finally:
+        del os.environ["http_proxy"]
+    assert _getenv("http_proxy") is None
+
+
+def test_environment_lookup_with_another_mapping(monkeypatch: Any) -> None:
+    # An os.environ replaced by a plain mapping (as some test tools do) is
+    # read the public way.
+    import os
+
+    from wssync.proxy import proxy_for
+    from wssync.sansio.uri import parse_uri
+
+    monkeypatch.setattr(os, "environ", {"http_proxy": "http://replaced.test:3128"})
+    assert proxy_for(parse_uri("ws://example.com/"), True) == (
+        "http://replaced.test:3128"
+    )
+    monkeypatch.setattr(os, "environ", {})
+    assert proxy_for(parse_uri("ws://example.com/"), True) is None

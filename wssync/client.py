@@ -182,6 +182,7 @@ def connect(
             # instead of after (over loopback, the response is then there
             # when the client looks). If the handshake fails, it is dropped.
             early = None if extensions else make_connection(connection_socket, [])
+            handshake.expect_accept()
             response, leftover = _read_response(
                 connection_socket, deadline, wait_first=not wsuri.secure
             )

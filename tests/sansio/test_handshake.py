@@ -146,6 +146,31 @@ def test_generate_key() -> None:
     assert len({generate_key() for _ in range(100)}) == 100
 
 
+def test_generate_key_draws_from_the_random_pool(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 16 bytes per key from the process's pool of os.urandom() bytes, not a
+    # getrandom() call per connection; never the same key twice.
+    import os
+
+    from wssync.sansio import frames
+
+    calls: list[int] = []
+    real_urandom = os.urandom
+
+    def counting_urandom(n: int) -> bytes:
+        calls.append(n)
+        return real_urandom(n)
+
+    monkeypatch.setattr(frames, "_keys", [])
+    monkeypatch.setattr(os, "urandom", counting_urandom)
+    keys = [generate_key() for _ in range(64)]
+    assert len(set(keys)) == 64
+    assert all(len(base64.b64decode(key, validate=True)) == 16 for key in keys)
+    # 64 keys of 16 bytes: 1,024 bytes, drawn 256 at a time.
+    assert calls == [256] * 4
+
+
 def test_user_agent() -> None:
     python = f"Python/{sys.version_info.major}.{sys.version_info.minor}"
     assert f"wssync/{__version__} {python}" == USER_AGENT
@@ -372,6 +397,30 @@ def test_client_checks_accept_against_latest_key() -> None:
     client.request()
     stale = accepting_response(client)
     client.request()
+    with pytest.raises(InvalidHeader):
+        client.process_response(stale)
+
+
+def test_client_checks_accept_computed_ahead() -> None:
+    # expect_accept() computes, while the server answers, what
+    # process_response() checks: the same verdicts.
+    client = ClientHandshake(parse_uri("ws://h/"))
+    with pytest.raises(InvalidState):
+        client.expect_accept()
+    client.request()
+    client.expect_accept()
+    assert client.process_response(accepting_response(client)) == ([], None)
+    wrong = replace_header(
+        accepting_response(client), "Sec-WebSocket-Accept", RFC_ACCEPT
+    )
+    with pytest.raises(InvalidHeader):
+        client.process_response(wrong)
+    # A new request forgets the accept computed for the previous key.
+    stale = accepting_response(client)
+    client.request()
+    with pytest.raises(InvalidHeader):
+        client.process_response(stale)
+    client.expect_accept()
     with pytest.raises(InvalidHeader):
         client.process_response(stale)
 

@@ -16,7 +16,6 @@ import binascii
 import dataclasses
 import hashlib
 import http
-import os
 import re
 import sys
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ from wssync.exceptions import (
     InvalidUpgrade,
     NegotiationError,
 )
+from wssync.sansio.frames import masking_key
 from wssync.sansio.headers import (
     ExtensionParameter,
     Headers,
@@ -103,7 +103,10 @@ def generate_key() -> str:
     Returns:
         The key, 24 base64 characters.
     """
-    return base64.b64encode(os.urandom(16)).decode("ascii")
+    # Four masking keys: 16 bytes of os.urandom() from the process's pool,
+    # each handed out once, without a getrandom() call per connection.
+    key = masking_key() + masking_key() + masking_key() + masking_key()
+    return base64.b64encode(key).decode("ascii")
 
 
 def accept_key(key: str) -> str:
@@ -212,11 +215,13 @@ class ClientHandshake:
         if self.subprotocols:
             build_subprotocol(self.subprotocols)  # fail early on non-tokens
         self.additional_headers = Headers(additional_headers or ())
-        for name in _RESERVED_REQUEST_HEADERS:
-            if name in self.additional_headers:
-                raise ValueError(f"additional_headers can't set {name}")
+        if self.additional_headers:
+            for name in _RESERVED_REQUEST_HEADERS:
+                if name in self.additional_headers:
+                    raise ValueError(f"additional_headers can't set {name}")
         self.user_agent_header = user_agent_header
         self.key: str | None = None
+        self._accept: str | None = None  # accept_key(self.key), once computed
         # What the last request offered, so that the response can only
         # accept that (including subprotocols offered in additional_headers).
         self._offered_subprotocols: list[str] = []
@@ -228,9 +233,11 @@ class ClientHandshake:
             The GET request to send (RFC 6455 §4.1).
         """
         self.key = generate_key()
+        self._accept = None
         extra = self.additional_headers
+        given = extra._dict  # lower-case names: plain dict lookups
         headers = Headers()
-        if "Host" not in extra:
+        if "host" not in given:
             # Checked: a WebSocketURI can be made with any host.
             headers["Host"] = build_host(self.uri.host, self.uri.port, self.uri.secure)
         # Fields made here of constants and base64 skip Headers' checks.
@@ -239,7 +246,7 @@ class ClientHandshake:
         add("Connection", "Upgrade")
         add("Sec-WebSocket-Key", self.key)
         add("Sec-WebSocket-Version", _VERSION)
-        if self.origin is not None and "Origin" not in extra:
+        if self.origin is not None and "origin" not in given:
             headers["Origin"] = self.origin
         if self.extensions:
             headers["Sec-WebSocket-Extensions"] = build_extension(
@@ -250,16 +257,33 @@ class ClientHandshake:
             )
         if self.subprotocols:
             headers["Sec-WebSocket-Protocol"] = build_subprotocol(self.subprotocols)
-        if self.uri.user_info is not None and "Authorization" not in extra:
+        if self.uri.user_info is not None and "authorization" not in given:
             add("Authorization", build_authorization_basic(*self.uri.user_info))
-        headers.update(extra)
-        if self.user_agent_header is not None and "User-Agent" not in extra:
-            headers["User-Agent"] = self.user_agent_header
+        if given:
+            headers.update(extra)
+        user_agent = self.user_agent_header
+        if user_agent is not None and "user-agent" not in given:
+            if user_agent is USER_AGENT:
+                add("User-Agent", user_agent)  # the library's own: valid
+            else:
+                headers["User-Agent"] = user_agent
         offered: list[str] = []
-        for value in headers.get_all("Sec-WebSocket-Protocol"):
-            offered.extend(parse_subprotocol(value))
+        if self.subprotocols or given:
+            for value in headers.get_all("Sec-WebSocket-Protocol"):
+                offered.extend(parse_subprotocol(value))
         self._offered_subprotocols = offered
         return Request(self.uri.resource_name, headers)
+
+    def expect_accept(self) -> None:
+        """Compute the Sec-WebSocket-Accept the response must carry, ahead of it.
+
+        Optional: :meth:`process_response` computes it otherwise. A client
+        calls it while the server works on the response, which then takes
+        that much less time to check.
+        """
+        if self.key is None:
+            raise InvalidState("request() must be called before expect_accept()")
+        self._accept = accept_key(self.key)
 
     def process_response(
         self, response: Response
@@ -291,21 +315,32 @@ class ClientHandshake:
         if response.status_code != 101:
             raise InvalidStatus(response)
         headers = response.headers
+        fields = headers._dict  # lower-case names: plain dict lookups
         # RFC 6455 §4.1: an Upgrade header that isn't "websocket"
         # (case-insensitively) or a Connection header without "Upgrade" MUST
-        # fail the connection.
-        protocols = _upgrade_protocols(headers)
-        if [protocol.lower() for protocol in protocols] != ["websocket"]:
-            raise InvalidUpgrade("Upgrade", _header_text(headers, "Upgrade"))
-        if not _has_connection_upgrade(headers):
+        # fail the connection. The values nearly every server sends, matched
+        # whole, need no parsing.
+        if fields.get("upgrade") != ["websocket"]:
+            protocols = _upgrade_protocols(headers)
+            if [protocol.lower() for protocol in protocols] != ["websocket"]:
+                raise InvalidUpgrade("Upgrade", _header_text(headers, "Upgrade"))
+        if fields.get("connection") != ["Upgrade"] and not _has_connection_upgrade(
+            headers
+        ):
             raise InvalidUpgrade("Connection", _header_text(headers, "Connection"))
         # RFC 6455 §4.1: a Sec-WebSocket-Accept that isn't the base64 SHA-1
         # of the key and the GUID MUST fail the connection.
         accept = _single_value(headers, "Sec-WebSocket-Accept")
-        if accept != accept_key(self.key):
+        if accept != (self._accept or accept_key(self.key)):
             raise InvalidHeader("Sec-WebSocket-Accept", accept)
-        extensions = self._accept_extensions(headers)
-        subprotocol = self._accept_subprotocol(headers)
+        if "sec-websocket-extensions" in fields:
+            extensions = self._accept_extensions(headers)
+        else:
+            extensions = []
+        if "sec-websocket-protocol" in fields:
+            subprotocol = self._accept_subprotocol(headers)
+        else:
+            subprotocol = None
         return extensions, subprotocol
 
     def _accept_extensions(self, headers: Headers) -> list[Extension]:
