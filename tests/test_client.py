@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import re
 import socket
 import sys
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 import wssync
+import wssync.client as client_module
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -144,6 +146,55 @@ def test_open_timeout_bounds_the_connect_to_an_ip_address() -> None:
         finally:
             for filler in fillers:
                 filler.close()
+
+
+@pytest.mark.skipif(
+    sys.platform != "linux", reason="Linux says EAGAIN to a send while connecting"
+)
+def test_request_leaves_without_a_wait_for_the_connect(
+    server_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Over loopback the connect is done by the time the request is built:
+    # its first send stands for the poll that waited for the connect.
+    server = server_factory()
+
+    def no_waiting(*args: Any) -> None:
+        raise AssertionError("waited for a connect that was done")
+
+    monkeypatch.setattr(client_module, "finish_connect", no_waiting)
+    with wssync.connect(f"ws://127.0.0.1:{server.port}/") as ws:
+        ws.send("no wait")
+        assert ws.recv(timeout=5) == "no wait"
+
+
+@pytest.mark.skipif(
+    sys.platform != "linux", reason="Linux says EAGAIN to a send while connecting"
+)
+def test_request_waits_for_a_connect_in_progress(
+    server_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A send that says EAGAIN (the connect isn't done yet: any real network)
+    # waits for the connect, then sends the whole request.
+    server = server_factory()
+    waits: list[socket.socket] = []
+    real_send = socket.socket.send
+    real_finish = client_module.finish_connect
+
+    def send(sock: socket.socket, data: Any, *args: Any) -> int:
+        if not waits and bytes(data[:4]) == b"GET ":
+            raise BlockingIOError(errno.EAGAIN, "in progress")
+        return real_send(sock, data, *args)
+
+    def finish_connect(sock: socket.socket, deadline: float | None) -> None:
+        waits.append(sock)
+        real_finish(sock, deadline)
+
+    monkeypatch.setattr(socket.socket, "send", send)
+    monkeypatch.setattr(client_module, "finish_connect", finish_connect)
+    with wssync.connect(f"ws://127.0.0.1:{server.port}/") as ws:
+        ws.send("after the wait")
+        assert ws.recv(timeout=5) == "after the wait"
+    assert len(waits) == 1
 
 
 def test_nagle_is_off_on_both_ends(server_factory: Any) -> None:

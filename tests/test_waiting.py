@@ -14,7 +14,15 @@ from collections.abc import Iterator
 import pytest
 
 from wssync import waiting
-from wssync.waiting import Waker, connect_by, recv_by, send_all_by, wait_socket
+from wssync.waiting import (
+    Waker,
+    connect_by,
+    finish_connect,
+    recv_by,
+    send_all_by,
+    start_connect,
+    wait_socket,
+)
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -307,6 +315,26 @@ def test_connect_by_connects_over_ipv6() -> None:
         connect_by(sock, ("::1", server.getsockname()[1]), None)
         accepted, _ = server.accept()
         accepted.close()
+
+
+def test_start_connect_then_finish_connect(listener: socket.socket) -> None:
+    with _nonblocking() as sock:
+        in_progress = start_connect(sock, listener.getsockname())
+        if in_progress:
+            finish_connect(sock, time.monotonic() + 5)
+        accepted, _ = listener.accept()
+        with accepted:
+            sock.send(b"ping")
+            assert accepted.recv(4) == b"ping"
+
+
+def test_finish_connect_reports_a_refused_connection() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = probe.getsockname()
+    with _nonblocking() as sock, pytest.raises(ConnectionRefusedError):
+        if start_connect(sock, address):
+            finish_connect(sock, time.monotonic() + 5)
 
 
 def test_connect_by_reports_a_refused_connection() -> None:

@@ -7,6 +7,7 @@ import os
 import random
 import socket
 import ssl as ssl_module
+import sys
 import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
@@ -22,7 +23,7 @@ from .sansio.headers import HeadersLike
 from .sansio.http11 import Response, ResponseParser
 from .sansio.protocol import Protocol, Side
 from .sansio.uri import WebSocketURI, parse_uri
-from .waiting import connect_by, recv_by, send_all_by, time_left
+from .waiting import finish_connect, recv_by, send_all_by, start_connect, time_left
 
 __all__ = ["ClientConnection", "connect", "reconnect", "unix_connect"]
 
@@ -148,6 +149,7 @@ def connect(
         )
 
     for _ in range(MAX_REDIRECTS + 1):
+        connecting = False  # the TCP connect is still in progress
         if sock is None:
             proxy_url = None if unix_path is not None else proxy_for(wsuri, proxy)
             if proxy_url is not None:
@@ -155,7 +157,7 @@ def connect(
                     proxy_url, wsuri, deadline, user_agent_header
                 )
             else:
-                connection_socket = _open_socket(wsuri, unix_path, deadline)
+                connection_socket, connecting = _open_socket(wsuri, unix_path, deadline)
         else:
             connection_socket, sock = sock, None
         try:
@@ -176,7 +178,11 @@ def connect(
             # handshake polls only when it would block (see waiting.py).
             if connection_socket.gettimeout() != 0.0:
                 connection_socket.setblocking(False)
-            send_all_by(connection_socket, request.serialize(), deadline)
+            data = request.serialize()
+            if connecting:
+                data = _send_while_connecting(connection_socket, data, deadline)
+                connecting = False
+            send_all_by(connection_socket, data, deadline)
             # Without extensions to negotiate, the connection doesn't depend
             # on the response: it is made while the server works on that,
             # instead of after (over loopback, the response is then there
@@ -198,7 +204,8 @@ def connect(
                 continue
         except socket.timeout as exc:
             connection_socket.close()
-            raise TimeoutError("timed out during the opening handshake") from exc
+            doing = "connecting" if connecting else "during the opening handshake"
+            raise TimeoutError(f"timed out {doing}") from exc
         except BaseException:
             connection_socket.close()
             raise
@@ -233,7 +240,15 @@ def _open_socket(
     wsuri: WebSocketURI,
     unix_path: str | os.PathLike[str] | None,
     deadline: float | None,
-) -> socket.socket:
+) -> tuple[socket.socket, bool]:
+    """Open the TCP (or Unix) connection to the server.
+
+    Returns:
+        The socket, and whether its TCP connect is still in progress: where
+        the first send tells whether it is done (see
+        :func:`_send_while_connecting`), a plain ``ws://`` connection to an
+        IP address doesn't wait for it, and builds its request meanwhile.
+    """
     if unix_path is not None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -245,13 +260,13 @@ def _open_socket(
         except BaseException:
             sock.close()
             raise
-        return sock
+        return sock, False
     family = _ip_family(wsuri.host)
     try:
         if family is None:
             return socket.create_connection(
                 (wsuri.host, wsuri.port), time_left(deadline, _OPENING)
-            )
+            ), False
         # An IP address: no name to resolve, and the socket is made
         # non-blocking as the handshake wants it, rather than switched
         # to time-out mode and back (a system call each way).
@@ -259,13 +274,47 @@ def _open_socket(
         try:
             if not _SOCK_NONBLOCK:  # pragma: no cover - not Linux
                 sock.setblocking(False)
-            connect_by(sock, (wsuri.host, wsuri.port), deadline)
+            connecting = start_connect(sock, (wsuri.host, wsuri.port))
+            if connecting and (wsuri.secure or not _SEND_TELLS_CONNECTING):
+                finish_connect(sock, deadline)
+                connecting = False
         except BaseException:
             sock.close()
             raise
-        return sock
+        return sock, connecting
     except socket.timeout as exc:
         raise TimeoutError("timed out connecting") from exc
+
+
+#: Whether a send on a socket whose connect is in progress fails with
+#: EAGAIN (and one whose connect failed, with its error), as Linux's does:
+#: the first send then stands for the wait. Other systems may answer
+#: ENOTCONN instead.
+_SEND_TELLS_CONNECTING = sys.platform == "linux"
+
+
+def _send_while_connecting(
+    sock: socket.socket, data: bytes, deadline: float | None
+) -> bytes:
+    """Send what can go of ``data`` on a socket whose connect was in progress.
+
+    Over loopback the connect is done by the time the request is built, and
+    this send replaces a poll and a ``getsockopt``. Otherwise the send says
+    EAGAIN, and the connect is waited for as usual.
+
+    Returns:
+        What is left to send.
+
+    Raises:
+        socket.timeout: The connect took longer than the deadline.
+        OSError: The connection failed (e.g. :exc:`ConnectionRefusedError`).
+    """
+    try:
+        sent = sock.send(data)
+    except BlockingIOError:
+        finish_connect(sock, deadline)
+        return data
+    return data[sent:]
 
 
 #: Creates a socket non-blocking from the start, where the OS can.

@@ -24,8 +24,10 @@ import time
 __all__ = [
     "Waker",
     "connect_by",
+    "finish_connect",
     "recv_by",
     "send_all_by",
+    "start_connect",
     "thread_waker",
     "time_left",
     "wait_socket",
@@ -266,13 +268,36 @@ def connect_by(
         socket.timeout: The deadline passed first.
         OSError: The connection failed (e.g. :exc:`ConnectionRefusedError`).
     """
+    if start_connect(sock, address):
+        finish_connect(sock, deadline)
+
+
+def start_connect(sock: socket.socket, address: tuple[str, int]) -> bool:
+    """Start connecting the non-blocking ``sock``; return whether it's in progress.
+
+    Raises:
+        OSError: The connection failed at once.
+    """
     error = sock.connect_ex(address)
     if error in _IN_PROGRESS:
-        while not _wait_by(sock, True, deadline):
-            pass
-        error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        return True
     if error:
         # OSError picks the subclass that matches the code.
+        raise OSError(error, os.strerror(error))
+    return False
+
+
+def finish_connect(sock: socket.socket, deadline: float | None) -> None:
+    """Wait for the connect that :func:`start_connect` started, before ``deadline``.
+
+    Raises:
+        socket.timeout: The deadline passed first.
+        OSError: The connection failed (e.g. :exc:`ConnectionRefusedError`).
+    """
+    while not _wait_by(sock, True, deadline):
+        pass
+    error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if error:
         raise OSError(error, os.strerror(error))
 
 

@@ -214,7 +214,10 @@ class ClientHandshake:
         self.subprotocols = list(subprotocols or ())
         if self.subprotocols:
             build_subprotocol(self.subprotocols)  # fail early on non-tokens
-        self.additional_headers = Headers(additional_headers or ())
+        # Headers(()) would go through update()'s ABC checks for nothing.
+        self.additional_headers = (
+            Headers(additional_headers) if additional_headers else Headers()
+        )
         if self.additional_headers:
             for name in _RESERVED_REQUEST_HEADERS:
                 if name in self.additional_headers:
