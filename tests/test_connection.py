@@ -495,6 +495,103 @@ def test_close_returns_when_peer_never_answers(side: Side) -> None:
 # ---------------------------------------------------------------------- ping/pong
 
 
+# The server's close frame answering the client's, then its end of stream.
+_CLOSE_ANSWER = b"".join(serialize_frame(Frame(Opcode.CLOSE, b"\x03\xe8"), mask=False))
+
+
+def _answer_close(peer: socket.socket) -> threading.Thread:
+    """Answer the client's close frame from ``peer``, then close, in a thread.
+
+    Only once the close frame came: an answer sent sooner may be read by
+    the watcher before close() looks.
+    """
+
+    def answer() -> None:
+        peer.settimeout(5)
+        received = b""
+        while len(received) < 8:  # a masked close frame with a code
+            received += peer.recv(8 - len(received))
+        peer.sendall(_CLOSE_ANSWER)
+        peer.shutdown(socket.SHUT_WR)
+
+    thread = threading.Thread(target=answer)
+    thread.start()
+    return thread
+
+
+def test_client_close_reads_the_answer_and_the_end_of_stream_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The end of stream follows the server's close frame (RFC 6455 §7.1.1):
+    # close() reads it in the same read call, without a second round
+    # through its checks.
+    a, b = socket.socketpair()
+    with b:
+        client = make_connection(a, Side.CLIENT)
+        answering = _answer_close(b)
+        reads: list[float | None] = []
+        real_read = client._read
+
+        def read(waker: Any, deadline: float | None) -> None:
+            reads.append(deadline)
+            real_read(waker, deadline)
+
+        monkeypatch.setattr(client, "_read", read)
+        client.close()
+        answering.join(5)
+        assert client.close_code == 1000
+        assert len(reads) == 1
+
+
+def test_client_close_leaves_the_half_close_to_closing_the_socket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Once the server's end of stream came, close() closes the socket at
+    # once: a shutdown(SHUT_WR) before that would be a system call for
+    # nothing. The server still sees the close frame, then the end of stream.
+    a, b = socket.socketpair()
+    with b:
+        client = make_connection(a, Side.CLIENT)
+        shutdowns: list[int] = []
+        real_shutdown = socket.socket.shutdown
+
+        def shutdown(sock: socket.socket, how: int) -> None:
+            shutdowns.append(how)
+            real_shutdown(sock, how)
+
+        monkeypatch.setattr(socket.socket, "shutdown", shutdown)
+        answering = _answer_close(b)
+        client.close()
+        answering.join(5)
+        assert client.close_code == 1000
+        assert shutdowns == [socket.SHUT_WR]  # the peer's, none of the client's
+        assert client.socket.fileno() == -1
+        assert b.recv(64) == b""  # the client's end of stream
+
+
+def test_server_close_half_closes_before_the_client_does() -> None:
+    # A server closes the TCP connection first (RFC 6455 §7.1.1): once the
+    # close frames crossed, it sends its end of stream without waiting for
+    # the client's; a client that waits for it must get it.
+    a, b = socket.socketpair()
+    with b:
+        server = make_connection(a, Side.SERVER, close_timeout=10)
+        closing = threading.Thread(target=server.close)
+        closing.start()
+        try:
+            b.settimeout(5)
+            assert b.recv(64)[:1] == b"\x88"  # the server's close frame
+            b.sendall(
+                b"".join(serialize_frame(Frame(Opcode.CLOSE, b"\x03\xe8"), mask=True))
+            )
+            assert b.recv(64) == b""  # the server's end of stream, at once
+        finally:
+            b.close()
+            closing.join(10)
+        assert not closing.is_alive()
+        assert server.close_code == 1000
+
+
 def test_ping_event_set_by_pong(pair: tuple[Connection, Connection]) -> None:
     local, _ = pair
     # The peer has no thread in recv(): its watcher answers.

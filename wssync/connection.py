@@ -216,10 +216,12 @@ class Connection:
         "_close_request",
         "_close_timer_armed",
         "_close_when_idle",
+        "_closer",
         "_cond",
         "_cork_timer",
         "_dontwait",
         "_drained",
+        "_eof_next",
         "_finalizer",
         "_fragmenting",
         "_handed_back",
@@ -330,12 +332,16 @@ class Connection:
         self._aborted = False  # the TCP connection was torn down
         self._socket_closed = False
         self._close_when_idle = False  # close the socket when roles are free
+        # A close() call is under way: it closes the socket once the closing
+        # handshake ends.
+        self._closer = False
         # A close() that came before the connection went live (server shutdown).
         self._close_request: tuple[int, str] | None = None
         self._close_timer_armed = False
         self._started = False  # the opening handshake is done
         self._drained = False  # the last read took everything the socket had
-        self._handed_back = False  # a lazy refresh is pending
+        self._eof_next = False  # the peer's end of stream follows (see _dispatch)
+        self._handed_back = False  # a refresh is pending: watch_events will run
         self._last_frame_at = 0.0  # monotonic time of the last frame received
         self._last_recv = 0.0  # monotonic time recv() last returned a message
         self._skipping_broadcasts = False
@@ -392,6 +398,7 @@ class Connection:
         # GIL hand-overs (S5 server CPU 658 -> 594 us per connection). The
         # watcher still looks within LAZY_DELAY, inside the 100 ms promise
         # for answering pings.
+        self._handed_back = True
         self._watcher.refresh(self, lazy=True)
         if close_request is not None:
             self._close_nowait(*close_request)
@@ -629,7 +636,14 @@ class Connection:
                 if not wait_socket(sock, False, remaining, waker):
                     return
             if self._read_available(sock):
-                return
+                if not self._eof_next:
+                    return
+                # The server answered our close frame: its end of stream
+                # follows at once (see _dispatch). Read it in this call,
+                # rather than go back to the caller's checks first.
+                self._eof_next = False
+                wait = False
+                continue
             wait = True
 
     def _can_block_in_recv(self, deadline: float | None) -> bool:
@@ -854,6 +868,7 @@ class Connection:
                 # connection right after (RFC 6455 §7.1.1): its end of stream
                 # has likely come already. Read it without waiting first.
                 self._drained = False
+                self._eof_next = True
         self._notify()
 
     def _apply_pending_failure(self) -> None:
@@ -1126,6 +1141,17 @@ class Connection:
     def _take_output(self) -> int:
         """Move the core's output to the output queue. Called with the lock held."""
         chunks = self.protocol.data_to_send()
+        if (
+            self._closer
+            and chunks
+            and chunks[-1] is _EOF
+            and self.protocol.state is _CLOSED
+        ):
+            # The peer's end of stream came, and ends the closing handshake:
+            # close() closes the socket right after, and the FIN of that
+            # does the half-close's job, without a shutdown() call. (Not
+            # before: a server closes its side first, RFC 6455 §7.1.1.)
+            chunks.pop()
         self._out.extend(chunks)
         return len(chunks)
 
@@ -1515,6 +1541,7 @@ class Connection:
             else time.monotonic() + self.close_timeout
         )
         with self._lock:
+            self._closer = True
             if deadline is not None:
                 # This call bounds the closing handshake: no timer needed.
                 self._close_timer_armed = True
@@ -1627,7 +1654,10 @@ class Connection:
             # Writers check this flag under the lock before each write.
             self._socket_closed = True
         self._finalizer()
-        self._watcher.refresh(self)
+        if not self._handed_back:
+            # (Else a refresh is pending: the watcher will look anyway, and
+            # see the socket closed.)
+            self._watcher.refresh(self)
 
 
 #: Unsent bytes beyond which :func:`broadcast` considers a peer stalled and

@@ -106,7 +106,7 @@ def generate_key() -> str:
     # Four masking keys: 16 bytes of os.urandom() from the process's pool,
     # each handed out once, without a getrandom() call per connection.
     key = masking_key() + masking_key() + masking_key() + masking_key()
-    return base64.b64encode(key).decode("ascii")
+    return binascii.b2a_base64(key, newline=False).decode("ascii")
 
 
 def accept_key(key: str) -> str:

@@ -100,6 +100,9 @@ _CONT = Opcode.CONT
 _CLOSE = Opcode.CLOSE
 _PING = Opcode.PING
 _PONG = Opcode.PONG
+# close(), without arguments: made once (Close is immutable).
+_NORMAL_CLOSE = Close(1000, "")
+_NORMAL_CLOSE_DATA = _NORMAL_CLOSE.serialize()
 # Module constants: looking an enum member up on its class costs 60 ns (3.11).
 _OPEN = State.OPEN
 _CLOSING = State.CLOSING
@@ -531,8 +534,11 @@ class Protocol:
             if reason:
                 raise ProtocolError("a close reason requires a close code")
             code = CloseCode.NO_STATUS_RCVD
-        close = Close(int(code), reason)
-        data = close.serialize()
+        if code == 1000 and not reason:
+            close, data = _NORMAL_CLOSE, _NORMAL_CLOSE_DATA  # the usual one
+        else:
+            close = Close(int(code), reason)
+            data = close.serialize()
         self._send_frame(Frame(_CLOSE, data))
         self.close_sent = close
         self.state = State.CLOSING
