@@ -197,6 +197,35 @@ def test_request_waits_for_a_connect_in_progress(
     assert len(waits) == 1
 
 
+def test_open_timeout_bounds_a_response_that_stops_halfway() -> None:
+    # The socket is in its blocking mode before the response is read (see
+    # connect()): a response that stops halfway must still end with
+    # TimeoutError at open_timeout, not a recv() that never returns.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def answer_half() -> None:
+            peer, _ = listener.accept()
+            with peer:
+                peer.settimeout(5)
+                peer.recv(4096)
+                peer.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgr")
+                peer.recv(4096)  # until the client gives up
+
+        server = threading.Thread(target=answer_half)
+        server.start()
+        try:
+            with pytest.raises(TimeoutError):
+                # Without extensions to negotiate: the connection is made,
+                # and the socket's mode set, before the response comes.
+                wssync.connect(
+                    f"ws://127.0.0.1:{port}/", compression=None, open_timeout=0.3
+                )
+        finally:
+            server.join(10)
+        assert not server.is_alive()
+
+
 def test_nagle_is_off_on_both_ends(server_factory: Any) -> None:
     # Frames are written whole: Nagle's algorithm would only delay them.
     def report(ws: wssync.ServerConnection) -> None:

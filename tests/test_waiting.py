@@ -204,9 +204,9 @@ def test_recv_by_waits_first_when_asked(
         return wait(sock, write, deadline)
 
     class RecordingSocket:
-        def recv(self, size: int) -> bytes:
+        def recv(self, size: int, flags: int = 0) -> bytes:
             calls.append("recv")
-            return a.recv(size)
+            return a.recv(size, flags)
 
         def fileno(self) -> int:
             return a.fileno()
@@ -220,6 +220,20 @@ def test_recv_by_waits_first_when_asked(
     b.sendall(b"more")
     assert recv_by(sock, 4096, time.monotonic() + 5) == b"more"
     assert calls == ["recv"]
+
+
+@pytest.mark.skipif(not hasattr(socket, "MSG_DONTWAIT"), reason="no MSG_DONTWAIT")
+def test_recv_by_with_dontwait_on_a_blocking_socket(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    # A connection's socket may block already (the client sets its mode
+    # while the server answers): MSG_DONTWAIT keeps the deadline.
+    a, b = pair
+    a.setblocking(True)
+    with pytest.raises(socket.timeout):
+        recv_by(a, 4096, time.monotonic() + 0.05, flags=socket.MSG_DONTWAIT)
+    b.sendall(b"late")
+    assert recv_by(a, 4096, time.monotonic() + 5, flags=socket.MSG_DONTWAIT) == b"late"
 
 
 def test_recv_by_reports_end_of_stream(

@@ -137,7 +137,7 @@ def connect(
         protocol = Protocol(
             Side.CLIENT, extensions=accepted, max_size=max_size, logger=logger
         )
-        return ClientConnection(
+        connection = ClientConnection(
             sock,
             protocol,
             ping_interval=ping_interval,
@@ -147,6 +147,8 @@ def connect(
             max_queue=max_queue,
             logger=logger,
         )
+        connection._blocking_reads = True  # the socket is the connection's alone
+        return connection
 
     for _ in range(MAX_REDIRECTS + 1):
         connecting = False  # the TCP connect is still in progress
@@ -187,10 +189,19 @@ def connect(
             # on the response: it is made while the server works on that,
             # instead of after (over loopback, the response is then there
             # when the client looks). If the handshake fails, it is dropped.
-            early = None if extensions else make_connection(connection_socket, [])
+            read_flags = 0
+            if extensions:
+                early = None
+            else:
+                early = make_connection(connection_socket, [])
+                if not wsuri.secure:
+                    # The socket's mode for the connection, set now: the
+                    # response is read with flags that don't block either way.
+                    early._set_socket_mode()
+                    read_flags = early._dontwait
             handshake.expect_accept()
             response, leftover = _read_response(
-                connection_socket, deadline, wait_first=not wsuri.secure
+                connection_socket, deadline, not wsuri.secure, read_flags
             )
             try:
                 accepted_extensions, subprotocol = handshake.process_response(response)
@@ -216,7 +227,6 @@ def connect(
         connection.request = request
         connection.response = response
         connection.subprotocol = subprotocol
-        connection._blocking_reads = True  # the socket is the connection's alone
         connection._start(leftover)
         return connection
     raise InvalidHandshake(f"more than {MAX_REDIRECTS} redirects")
@@ -343,17 +353,20 @@ def _wrap_tls(
 
 
 def _read_response(
-    sock: socket.socket, deadline: float | None, wait_first: bool
+    sock: socket.socket, deadline: float | None, wait_first: bool, flags: int
 ) -> tuple[Response, bytes]:
     """Read the handshake response; return it with the bytes that followed it.
 
     ``wait_first``: the request just left, so the first read waits before
-    it reads (see :func:`~wssync.waiting.recv_by`).
+    it reads (see :func:`~wssync.waiting.recv_by`). ``flags``: for each
+    ``recv()`` (``MSG_DONTWAIT`` if the socket blocks).
     """
     buffer = bytearray()
     parser = ResponseParser()  # resumes where it stopped: linear in bytes
     while True:
-        data = recv_by(sock, HANDSHAKE_READ_SIZE, deadline, wait_first=wait_first)
+        data = recv_by(
+            sock, HANDSHAKE_READ_SIZE, deadline, wait_first=wait_first, flags=flags
+        )
         wait_first = False
         if not data:
             parsed = parser.parse(buffer, eof=True)

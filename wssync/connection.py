@@ -358,14 +358,14 @@ class Connection:
         self._watcher = get_watcher()
         self._finalizer = weakref.finalize(self, _close_socket, sock)
 
-    def _start(self, leftover: bytes = b"") -> None:
-        """Go live once the opening handshake is done.
+    def _set_socket_mode(self) -> None:
+        """Make the socket blocking or not, for the life of the connection.
 
-        Args:
-            leftover: Bytes read after the handshake response or request:
-                the first frames, if the peer didn't wait.
+        Done by :meth:`_start`; a client does it sooner, while the server
+        works on the handshake response. Sets :attr:`_dontwait`.
         """
-        sock = self.socket
+        if self._dontwait:
+            return  # done already
         if self._blocking_reads and _MSG_DONTWAIT and self._tls_lock is None:
             # The socket blocks, and every read or write that must not says
             # MSG_DONTWAIT: then a thread waiting for the next message can
@@ -376,10 +376,19 @@ class Connection:
             # CPU 74 -> 53 us per round trip). Waits that something may have
             # to end early still poll (see _read); the others end by
             # shutdown(), as _abort() does.
-            sock.setblocking(True)
+            self.socket.setblocking(True)
             self._dontwait = _MSG_DONTWAIT
         else:
-            sock.setblocking(False)
+            self.socket.setblocking(False)
+
+    def _start(self, leftover: bytes = b"") -> None:
+        """Go live once the opening handshake is done.
+
+        Args:
+            leftover: Bytes read after the handshake response or request:
+                the first frames, if the peer didn't wait.
+        """
+        self._set_socket_mode()
         with self._lock:
             self._started = True
             close_request = self._close_request

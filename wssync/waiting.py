@@ -302,14 +302,20 @@ def finish_connect(sock: socket.socket, deadline: float | None) -> None:
 
 
 def recv_by(
-    sock: socket.socket, size: int, deadline: float | None, *, wait_first: bool = False
+    sock: socket.socket,
+    size: int,
+    deadline: float | None,
+    *,
+    wait_first: bool = False,
+    flags: int = 0,
 ) -> bytes:
     """Read up to ``size`` bytes from the non-blocking ``sock`` before ``deadline``.
 
     ``wait_first``: poll before the first read, when nothing can have come
     yet (an answer to what was just sent): an EAGAIN costs a system call and
     an exception. Not for TLS sockets, whose object may hold decrypted bytes
-    that poll doesn't see.
+    that poll doesn't see. ``flags``: for ``recv()``; ``MSG_DONTWAIT`` makes
+    a blocking socket do.
 
     Returns:
         The bytes read; ``b""`` at the end of the stream.
@@ -321,7 +327,7 @@ def recv_by(
         _wait_by(sock, False, deadline)
     while True:
         try:
-            return sock.recv(size)
+            return sock.recv(size, flags)
         except _WANT_READ:
             _wait_by(sock, False, deadline)
         except ssl.SSLWantWriteError:  # pragma: no cover - TLS renegotiation

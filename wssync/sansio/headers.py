@@ -127,6 +127,16 @@ class Headers(MutableMapping[str, str]):
         self._dict.setdefault(name.lower(), []).append(value)
         self._list.append((name, value))
 
+    @classmethod
+    def _trusted(cls, fields: list[tuple[str, str]]) -> Headers:
+        """Headers of fields that were checked already (see :meth:`_add_trusted`)."""
+        headers = cls()
+        by_name = headers._dict
+        for name, value in fields:
+            by_name.setdefault(name.lower(), []).append(value)
+        headers._list = list(fields)
+        return headers
+
     def __delitem__(self, name: str) -> None:
         key = name.lower()
         del self._dict[key]

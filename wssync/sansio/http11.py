@@ -205,6 +205,8 @@ class _HeadScanner:
         self._line_start = start
         self._search = start
         self.start_line: bytes | None = None
+        # A response's status code and reason phrase, once its line is read.
+        self.status: tuple[int, str] = (0, "")
         self.fields: list[tuple[str, str]] = []
 
     def scan(self, buf: bytes | bytearray) -> int | None:
@@ -245,7 +247,7 @@ class _HeadScanner:
                 if self.request:
                     _check_request_line(line)
                 else:
-                    _check_status_line(line)
+                    self.status = _check_status_line(line)
                 continue
             if not line:
                 return line_end
@@ -281,7 +283,7 @@ class _HeadScanner:
         if self.request:
             _check_request_line(first)
         else:
-            _check_status_line(first)
+            self.status = _check_status_line(first)
         self.start_line = first
         fields = self.fields
         for line in lines[1:]:
@@ -351,11 +353,7 @@ class _HeadScanner:
 
     def headers(self) -> Headers:
         """Return the fields read so far as Headers."""
-        headers = Headers()
-        for name, value in self.fields:
-            # _add_field checked them already.
-            headers._add_trusted(name, value)
-        return headers
+        return Headers._trusted(self.fields)  # checked as they were read
 
 
 def _check_request_line_prefix(peek: bytes) -> None:
@@ -397,8 +395,12 @@ def _check_request_line(line: bytes) -> None:
         raise InvalidMessage("invalid HTTP request target")
 
 
-def _check_status_line(line: bytes) -> None:
-    """Validate a complete status line (RFC 7230 §3.1.2)."""
+def _check_status_line(line: bytes) -> tuple[int, str]:
+    """Validate a complete status line (RFC 7230 §3.1.2).
+
+    Returns:
+        The status code and the reason phrase.
+    """
     version, _, rest = line.partition(b" ")
     status, _, reason = rest.partition(b" ")
     # A server speaking HTTP/1.0 can't switch protocols but can tell us why
@@ -409,12 +411,6 @@ def _check_status_line(line: bytes) -> None:
         raise InvalidMessage(f"invalid HTTP status code: {status[:20]!r}")
     if not _REASON_RE.fullmatch(reason):
         raise InvalidMessage("invalid HTTP reason phrase")
-
-
-def _parse_status_line(line: bytes) -> tuple[int, str]:
-    """Return the status code and reason phrase of a validated status line."""
-    _, _, rest = line.partition(b" ")
-    status, _, reason = rest.partition(b" ")
     return int(status), reason.decode("latin-1")
 
 
@@ -646,8 +642,7 @@ class ResponseParser:
                         )
                     raise InvalidMessage("connection closed during the HTTP response")
                 return None
-            assert self._scanner.start_line is not None
-            status_code, reason_phrase = _parse_status_line(self._scanner.start_line)
+            status_code, reason_phrase = self._scanner.status
             if 100 <= status_code < 200 and status_code != 101:
                 self._scanner = _HeadScanner(end, request=False, budget_start=0)
                 continue
