@@ -34,6 +34,8 @@ _OPENING = "during the opening handshake"
 #: allow 20 and 30); a WebSocket endpoint rarely needs more than one.
 MAX_REDIRECTS = 10
 
+_logger = logging.getLogger("wssync.client")
+
 #: Bytes read per system call while waiting for the handshake response.
 HANDSHAKE_READ_SIZE = 4096
 
@@ -129,7 +131,7 @@ def connect(
     if not wsuri.secure and ssl not in (None, False):
         raise ValueError("ssl is only for wss:// URIs")
     if logger is None:
-        logger = logging.getLogger("wssync.client")
+        logger = _logger
 
     def make_connection(
         sock: socket.socket, accepted: list[Extension]
@@ -428,7 +430,7 @@ def reconnect(uri: str, **options: Any) -> Iterator[ClientConnection]:
         options: As for :func:`connect`.
     """
     delay = BACKOFF_INITIAL
-    logger = options.get("logger") or logging.getLogger("wssync.client")
+    logger = options.get("logger") or _logger
     while True:
         try:
             connection = connect(uri, **options)
