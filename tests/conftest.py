@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import socket
 import ssl
+import sys
 from collections.abc import Iterator
 from typing import Any, Callable
 
@@ -92,3 +94,27 @@ def wssync_server() -> Iterator[Callable[..., wssync.ThreadingServer]]:
 def side(request: pytest.FixtureRequest) -> Side:
     """Run the test as a client and as a server."""
     return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def unanswered_address() -> Iterator[tuple[str, int]]:
+    """A loopback address whose connects get no answer, and stay in progress.
+
+    A listener's accept queue, full and never emptied: Linux drops the SYNs
+    of later connections.
+    """
+    if sys.platform != "linux":
+        pytest.skip("Linux drops SYNs beyond a full accept queue")
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        address = full.getsockname()
+        fillers = [socket.socket() for _ in range(4)]
+        try:
+            for filler in fillers:
+                filler.setblocking(False)
+                filler.connect_ex(address)
+            yield address
+        finally:
+            for filler in fillers:
+                filler.close()

@@ -18,6 +18,11 @@ import wssync.client as client_module
 
 pytestmark = pytest.mark.timeout(30)
 
+#: For the tests of a send standing for the wait for a connect in progress.
+_linux_sends_tell_connecting = pytest.mark.skipif(
+    sys.platform != "linux", reason="Linux says EAGAIN to a send while connecting"
+)
+
 
 def echo(ws: wssync.ServerConnection) -> None:
     for message in ws:
@@ -123,34 +128,19 @@ def test_connect_to_an_ip_address_resolves_no_name(
         assert ws.remote_address == ("127.0.0.1", server.port)
 
 
-@pytest.mark.skipif(
-    sys.platform != "linux", reason="Linux drops SYNs beyond a full accept queue"
-)
-def test_open_timeout_bounds_the_connect_to_an_ip_address() -> None:
+def test_open_timeout_bounds_the_connect_to_an_ip_address(
+    unanswered_address: tuple[str, int],
+) -> None:
     # api.md: the opening handshake, TCP connect included, takes at most
-    # open_timeout, then TimeoutError. A full accept queue that nobody
-    # empties leaves later connects unanswered.
-    with socket.socket() as full:
-        full.bind(("127.0.0.1", 0))
-        full.listen(0)
-        port = full.getsockname()[1]
-        fillers = [socket.socket() for _ in range(4)]
-        try:
-            for filler in fillers:
-                filler.setblocking(False)
-                filler.connect_ex(("127.0.0.1", port))
-            start = time.monotonic()
-            with pytest.raises(TimeoutError, match="timed out connecting"):
-                wssync.connect(f"ws://127.0.0.1:{port}/", open_timeout=0.3)
-            assert 0.3 <= time.monotonic() - start < 5
-        finally:
-            for filler in fillers:
-                filler.close()
+    # open_timeout, then TimeoutError.
+    host, port = unanswered_address
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match="timed out connecting"):
+        wssync.connect(f"ws://{host}:{port}/", open_timeout=0.3)
+    assert 0.3 <= time.monotonic() - start < 5
 
 
-@pytest.mark.skipif(
-    sys.platform != "linux", reason="Linux says EAGAIN to a send while connecting"
-)
+@_linux_sends_tell_connecting
 def test_request_leaves_without_a_wait_for_the_connect(
     server_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -167,9 +157,7 @@ def test_request_leaves_without_a_wait_for_the_connect(
         assert ws.recv(timeout=5) == "no wait"
 
 
-@pytest.mark.skipif(
-    sys.platform != "linux", reason="Linux says EAGAIN to a send while connecting"
-)
+@_linux_sends_tell_connecting
 def test_request_waits_for_a_connect_in_progress(
     server_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -23,7 +23,6 @@ import time
 
 __all__ = [
     "Waker",
-    "connect_by",
     "finish_connect",
     "recv_by",
     "send_all_by",
@@ -257,19 +256,6 @@ _IN_PROGRESS = (
     errno.EWOULDBLOCK,
     getattr(errno, "WSAEWOULDBLOCK", errno.EWOULDBLOCK),
 )
-
-
-def connect_by(
-    sock: socket.socket, address: tuple[str, int], deadline: float | None
-) -> None:
-    """Connect the non-blocking ``sock`` to ``address`` before ``deadline``.
-
-    Raises:
-        socket.timeout: The deadline passed first.
-        OSError: The connection failed (e.g. :exc:`ConnectionRefusedError`).
-    """
-    if start_connect(sock, address):
-        finish_connect(sock, deadline)
 
 
 def start_connect(sock: socket.socket, address: tuple[str, int]) -> bool:

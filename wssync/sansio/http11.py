@@ -73,7 +73,7 @@ _FIELD_VALUE_RE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
 # The header fields of a head, each preceded by its CRLF, when every one is
 # a plain "token:value" line (no obs-fold): see _HeadScanner._whole_head.
 _FIELD_LINES_RE = re.compile(
-    rb"(?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*)*"
+    rb"(?:\r\n" + _TOKEN_RE.pattern + rb":" + _FIELD_VALUE_RE.pattern + rb")*"
 )
 # RFC 7230 §3.1.1: request-target; for the handshake it is origin-form,
 # "/path?query" (RFC 6455 §3), but any run of visible ASCII is accepted here
